@@ -1,0 +1,150 @@
+//! An observable value for async and blocking Rust: wait until it becomes X,
+//! without ever missing a state on the way.
+//!
+//! A [`ValueWatcher<T>`] holds a value and a version counter. Any thread, task
+//! or executor-less code can [`set`](ValueWatcher::set) it; tasks on any
+//! executor (smol, async-std, tokio, embassy, `futures`, `pollster`) and
+//! blocking threads wait for it to reach a value or satisfy a predicate.
+//!
+//! # The promise: no missed states
+//!
+//! Picture a connection going `Disconnected -> Connecting -> Connected ->
+//! Closing -> Closed`, and a task that must run its clean-up when the
+//! connection is `Closing`. With a watch channel that keeps only the latest
+//! value (tokio's `watch`, embassy-sync's `Watch`, futures-signals), a task
+//! that wakes up late sees `Closed` and never learns it was `Closing`. Here, a
+//! waiter's predicate is evaluated by the *setter*, against each transition's
+//! new value, under the lock that stores it; a matching waiter keeps a clone of
+//! that value. So the task gets `Closing`, even if `Closed` was set before it
+//! ran:
+//!
+//! ```
+//! use futures_lite::future::{block_on, poll_once};
+//! use value_watcher::ValueWatcher;
+//!
+//! #[derive(Clone, Copy, PartialEq, Debug)]
+//! enum Conn { Disconnected, Connecting, Connected, Closing, Closed }
+//!
+//! let conn = ValueWatcher::new(Conn::Disconnected);
+//!
+//! // A waiter starts watching at its first poll.
+//! let mut closing = Box::pin(conn.wait_for(Conn::Closing));
+//! assert!(block_on(poll_once(&mut closing)).is_none());
+//!
+//! // Another thread runs the whole life cycle before the waiter runs again.
+//! std::thread::scope(|s| {
+//!     s.spawn(|| {
+//!         for state in [Conn::Connecting, Conn::Connected, Conn::Closing, Conn::Closed] {
+//!             conn.set(state);
+//!         }
+//!     });
+//! });
+//! assert_eq!(conn.get(), Conn::Closed);
+//! assert_eq!(block_on(closing), Conn::Closing); // not missed
+//! ```
+//!
+//! And it keeps the promise in constant memory: each waiter holds at most one
+//! captured value, there is no per-consumer queue, and nothing is allocated per
+//! wait, per wake-up or per set (for a `Copy` type; a `String` is cloned once
+//! per matching waiter).
+//!
+//! # Semantics in brief
+//!
+//! * A **transition** is a change to a value not equal (`PartialEq`) to the old
+//!   one; each one bumps [`version`](ValueWatcher::version) by one. Setting an
+//!   equal value does nothing at all.
+//! * A wait future starts watching at its **first poll** (like every lazy
+//!   future). By default it first checks the current value; with
+//!   `.immediate(false)` it only considers transitions.
+//! * From then on it sees every transition, in order, and completes with the
+//!   first matching one. A setter racing the first poll is never lost: the
+//!   check and the registration happen under the same lock as the store.
+//! * A transition wakes **only** the waiters it matches. A thousand waiters
+//!   for other values cost a setter one predicate call each, and no wake-up.
+//! * Dropping a wait future at any point unregisters it in O(1) (**cancel
+//!   safety**); no other waiter is affected.
+//! * [Callbacks](ValueWatcher::on_change) run on the setting thread, outside
+//!   the lock, after the waiters are woken.
+//! * [`changes`](ValueWatcher::changes) is a `Stream` that yields the latest
+//!   value after each burst of transitions (it never buffers).
+//!
+//! # Where code runs, and the lock
+//!
+//! The value, version and waiter list are guarded by one lock, held only for
+//! short work. Under it run: `PartialEq` and `Clone` of `T`, waiters'
+//! predicates (on the setting thread, once per transition per waiter), and the
+//! closures of [`with`](ValueWatcher::with), [`set_if`](ValueWatcher::set_if)
+//! and [`modify`](ValueWatcher::modify). These must be cheap and must not use
+//! the same watcher. Wakers and callbacks never run under the lock.
+//!
+//! The default lock is a spinlock with bounded back-off (then, with `std`,
+//! yielding the thread). Like every spinlock it can waste CPU time if the
+//! holder is preempted, which the short critical sections make rare. It is
+//! not interrupt-safe: on an embedded target where an interrupt handler sets
+//! the value, enable the `critical-section` feature.
+//!
+//! # Panics
+//!
+//! A panic in user code never leaves a watcher locked or inconsistent. With
+//! `std`, a setter isolates panics of other people's code: a waiter whose
+//! predicate (or `T::clone` for it) panics gets that panic when its future is
+//! next polled, and every callback runs even if one panics (the first panic is
+//! resumed in the setter afterwards). Without `std` (no `catch_unwind`), a
+//! panic unwinds through the setter; waiters already chosen are still woken,
+//! waiters not yet checked miss that one transition. See each method's
+//! `# Panics` section.
+//!
+//! # Features
+//!
+//! | feature            | default | what it does |
+//! |--------------------|---------|--------------|
+//! | `std`              | yes     | blocking `wait`, `wait_timeout`, `wait_deadline`; panic isolation in setters; yielding back-off |
+//! | `critical-section` | no      | guard the core with a [`critical-section`](https://docs.rs/critical-section) instead of a spinlock, so interrupt handlers may set values |
+//!
+//! Without `std` the crate is `#![no_std]` and needs only `alloc` (for the
+//! callback list; waiting and setting never allocate).
+#![no_std]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+#![deny(missing_docs)]
+#![warn(rust_2018_idioms, unreachable_pub)]
+
+extern crate alloc;
+#[cfg(feature = "std")]
+extern crate std;
+
+#[cfg(feature = "std")]
+mod blocking;
+mod callbacks;
+mod lock;
+mod sync;
+mod unwind;
+mod wait;
+mod waiters;
+mod watcher;
+
+pub use callbacks::CallbackId;
+pub use wait::{Changes, WaitFor, WaitForChange, WaitForNot, WaitForSome, WaitUntil};
+pub use watcher::ValueWatcher;
+
+/// The README's examples run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
+
+/// Compile-time checks of the auto traits the docs promise.
+#[allow(dead_code)]
+fn assert_auto_traits() {
+    fn send<T: Send>() {}
+    fn sync<T: Sync>() {}
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<ValueWatcher<alloc::string::String>>();
+    send_sync::<ValueWatcher<core::cell::Cell<u8>>>();
+    send::<WaitFor<'static, alloc::string::String>>();
+    send::<WaitForNot<'static, u8>>();
+    send::<WaitUntil<'static, u8, fn(&u8) -> bool>>();
+    send::<WaitForChange<'static, u8>>();
+    send::<WaitForSome<'static, u8>>();
+    send::<Changes<'static, u8>>();
+    send_sync::<CallbackId>();
+    let _ = sync::<ValueWatcher<u8>>;
+}

@@ -1,0 +1,207 @@
+//! The one lock that guards a watcher's value, version and waiter list.
+//!
+//! Three back ends share one interface (`Lock::new`, `Lock::lock`, a guard that
+//! unlocks on drop, so a panic anywhere under the lock still releases it):
+//!
+//! * default: a test-and-test-and-set spinlock (`spin::mutex::SpinMutex`) with
+//!   bounded exponential back-off; with `std`, a waiter that has spun for a while
+//!   yields its time slice instead, so a preempted lock holder on an
+//!   oversubscribed machine gets the CPU back;
+//! * `critical-section`: the data is only touched inside a critical section, so an
+//!   interrupt handler on a single-core target can set a watcher without deadlock;
+//! * loom (`--cfg value_watcher_loom`): loom's mutex, so loom explores every
+//!   interleaving of the code around the lock.
+//!
+//! Only one algorithm exists above this module; the back ends differ only in
+//! how mutual exclusion is obtained.
+
+// === spinlock (default) ===
+
+#[cfg(not(any(value_watcher_loom, feature = "critical-section")))]
+mod imp {
+    use spin::mutex::{SpinMutex, SpinMutexGuard};
+
+    /// How many rounds of exponentially growing busy-waiting before yielding.
+    const SPIN_ROUNDS: u32 = 6;
+
+    pub(crate) struct Lock<T>(SpinMutex<T>);
+    pub(crate) struct Guard<'a, T>(SpinMutexGuard<'a, T>);
+
+    impl<T> Lock<T> {
+        pub(crate) const fn new(value: T) -> Self {
+            Self(SpinMutex::new(value))
+        }
+
+        #[inline]
+        pub(crate) fn lock(&self) -> Guard<'_, T> {
+            match self.0.try_lock() {
+                Some(guard) => Guard(guard),
+                None => self.lock_contended(),
+            }
+        }
+
+        #[cold]
+        fn lock_contended(&self) -> Guard<'_, T> {
+            let mut round = 0;
+            loop {
+                // Wait with plain loads until the lock looks free, so waiters do
+                // not bounce the cache line with failed compare-exchanges.
+                while self.0.is_locked() {
+                    if round < SPIN_ROUNDS {
+                        for _ in 0..(1u32 << round) {
+                            core::hint::spin_loop();
+                        }
+                        round += 1;
+                    } else {
+                        relax_long();
+                    }
+                }
+                if let Some(guard) = self.0.try_lock() {
+                    return Guard(guard);
+                }
+            }
+        }
+    }
+
+    #[cfg(feature = "std")]
+    fn relax_long() {
+        std::thread::yield_now();
+    }
+
+    #[cfg(not(feature = "std"))]
+    fn relax_long() {
+        core::hint::spin_loop();
+    }
+
+    impl<T> core::ops::Deref for Guard<'_, T> {
+        type Target = T;
+        fn deref(&self) -> &T {
+            &self.0
+        }
+    }
+
+    impl<T> core::ops::DerefMut for Guard<'_, T> {
+        fn deref_mut(&mut self) -> &mut T {
+            &mut self.0
+        }
+    }
+}
+
+// === critical section ===
+
+#[cfg(all(not(value_watcher_loom), feature = "critical-section"))]
+mod imp {
+    use core::cell::{Cell, UnsafeCell};
+
+    pub(crate) struct Lock<T> {
+        data: UnsafeCell<T>,
+        /// Set while a guard exists. Critical sections nest on the same thread
+        /// (and the std implementation is reentrant), so without this a
+        /// predicate that touched its own watcher would alias `&mut T`.
+        held: Cell<bool>,
+    }
+
+    // SAFETY: `data` and `held` are only accessed inside a critical section,
+    // which excludes every other core, thread and interrupt handler, and
+    // `held` rejects a nested access from the same context. So at most one
+    // `&mut T` exists at a time, which is what sharing a `T: Send` needs (the
+    // same argument as `Mutex<T>: Sync`).
+    unsafe impl<T: Send> Sync for Lock<T> {}
+
+    pub(crate) struct Guard<'a, T> {
+        lock: &'a Lock<T>,
+        restore: critical_section::RestoreState,
+    }
+
+    impl<T> Lock<T> {
+        pub(crate) const fn new(value: T) -> Self {
+            Self {
+                data: UnsafeCell::new(value),
+                held: Cell::new(false),
+            }
+        }
+
+        pub(crate) fn lock(&self) -> Guard<'_, T> {
+            // SAFETY: the matching `release` runs in `Guard::drop` (or just
+            // below), and guards are dropped in reverse order of creation
+            // because they are never leaked or moved out of the stack frame
+            // that made them (the guard type is crate-private).
+            let restore = unsafe { critical_section::acquire() };
+            if self.held.get() {
+                // SAFETY: releases the section acquired above, innermost first.
+                unsafe { critical_section::release(restore) };
+                panic!(
+                    "value-watcher: a watcher was used from inside its own lock \
+                     (a predicate, `with` closure or `PartialEq` touched the same watcher)"
+                );
+            }
+            self.held.set(true);
+            Guard {
+                lock: self,
+                restore,
+            }
+        }
+    }
+
+    impl<T> Drop for Guard<'_, T> {
+        fn drop(&mut self) {
+            self.lock.held.set(false);
+            // SAFETY: `restore` came from the `acquire` in `Lock::lock`, and
+            // this is the innermost live section (see there).
+            unsafe { critical_section::release(self.restore) };
+        }
+    }
+
+    impl<T> core::ops::Deref for Guard<'_, T> {
+        type Target = T;
+        fn deref(&self) -> &T {
+            // SAFETY: the guard proves we are inside the critical section with
+            // `held` set, so no other reference to the data exists.
+            unsafe { &*self.lock.data.get() }
+        }
+    }
+
+    impl<T> core::ops::DerefMut for Guard<'_, T> {
+        fn deref_mut(&mut self) -> &mut T {
+            // SAFETY: as in `deref`; `&mut self` makes this the only borrow.
+            unsafe { &mut *self.lock.data.get() }
+        }
+    }
+}
+
+// === loom ===
+
+#[cfg(value_watcher_loom)]
+mod imp {
+    pub(crate) struct Lock<T>(loom::sync::Mutex<T>);
+    pub(crate) struct Guard<'a, T>(loom::sync::MutexGuard<'a, T>);
+
+    impl<T> Lock<T> {
+        pub(crate) fn new(value: T) -> Self {
+            Self(loom::sync::Mutex::new(value))
+        }
+
+        pub(crate) fn lock(&self) -> Guard<'_, T> {
+            Guard(
+                self.0
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner()),
+            )
+        }
+    }
+
+    impl<T> core::ops::Deref for Guard<'_, T> {
+        type Target = T;
+        fn deref(&self) -> &T {
+            &self.0
+        }
+    }
+
+    impl<T> core::ops::DerefMut for Guard<'_, T> {
+        fn deref_mut(&mut self) -> &mut T {
+            &mut self.0
+        }
+    }
+}
+
+pub(crate) use imp::Lock;

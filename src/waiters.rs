@@ -1,0 +1,536 @@
+//! The intrusive waiter list. All of the crate's pointer-based `unsafe` code
+//! lives in this module.
+//!
+//! # Implementation notes
+//!
+//! Every wait future embeds a [`Waiter`]: a list [`Node`] followed by the
+//! future's predicate (its [`Matcher`]). When a future is first polled and does
+//! not complete at once, its node is appended to the watcher's `waiting` list.
+//! The node lives inside the pinned future, so registering allocates nothing,
+//! and a dropped future unlinks its node in O(1) through its own `prev`/`next`
+//! links, without searching.
+//!
+//! A setter holds the watcher's lock for one whole transition: it stores the
+//! value, then walks `waiting` and asks each node's matcher about the new value.
+//! A node that matches is unlinked, gets a clone of the value in its `outcome`
+//! slot, and its waker is moved into the setter's [`WakeBatch`]. Because the
+//! predicate sees the value *of that transition*, under the same lock that
+//! stored it, no later transition can overwrite it first: this is how a waiter
+//! for `Closing` gets `Closing` even if `Closed` follows at once.
+//!
+//! Wakers are never run under the lock. The batch is a fixed array on the
+//! setter's stack; when more nodes match than it holds, the rest move to the
+//! `queued` list with their wakers still inside, and the setter (after
+//! unlocking and waking the first batch) takes them out batch by batch. A node
+//! in `queued` already owns its outcome, so its future completes if polled
+//! before the setter gets to it, and unlinks itself from `queued` if dropped.
+//!
+//! ## Node states
+//!
+//! | state     | in list   | `waker` | `outcome` | who may touch it                   |
+//! |-----------|-----------|---------|-----------|------------------------------------|
+//! | `Idle`    | none      | none    | none      | the owning future only, no lock    |
+//! | `Waiting` | `waiting` | some    | none      | anyone holding the lock            |
+//! | `Queued`  | `queued`  | some    | some      | anyone holding the lock            |
+//! | `Ready`   | none      | none    | some      | anyone holding the lock            |
+//!
+//! `Idle -> Waiting` happens in the future's poll; `Waiting -> Ready|Queued` in
+//! a setter's walk; `Queued -> Ready` in a setter's drain; `Ready|Queued ->
+//! Idle` when the future takes its outcome or is dropped. The future keeps an
+//! owner-only flag (`armed`) that is false exactly when the node is `Idle`, so
+//! dropping a future that never registered needs no lock.
+//!
+//! ## The race that matters
+//!
+//! A future checks the current value and registers its node in one critical
+//! section, and a setter stores a value and walks the list in one critical
+//! section. So a transition either happens before the check (and the check
+//! sees it) or after the registration (and the walk sees the node): there is
+//! no window in which a wake-up can be lost.
+
+use core::cell::Cell;
+use core::marker::PhantomPinned;
+use core::pin::Pin;
+use core::ptr::NonNull;
+use core::task::Waker;
+
+use crate::sync::UnsafeCell;
+use crate::unwind::{self, Payload};
+
+/// The predicate of one wait future, as the setter sees it.
+///
+/// Implementors are the crate's private matcher types; `'static` because a
+/// setter may call a leaked future's matcher at any later time.
+pub(crate) trait Matcher<T>: 'static {
+    /// What the future yields for a captured value.
+    type Output;
+    /// Whether a match captures a clone of the value (`false` for streams,
+    /// which only need to be woken and read the latest value themselves).
+    const CAPTURES: bool = true;
+    /// Does `value` satisfy this waiter? Runs under the watcher's lock.
+    fn matches(&mut self, value: &T) -> bool;
+    /// Turns the captured value into the future's output.
+    fn finish(value: T) -> Self::Output;
+}
+
+/// What a setter leaves in a node it has chosen.
+pub(crate) enum Outcome<T> {
+    /// A clone of the first matching value.
+    Value(T),
+    /// A transition happened (non-capturing matchers).
+    Signal,
+    /// The matcher or the value's `Clone` panicked during a setter's walk; the
+    /// future resumes the panic when it is polled. Uninhabited without `std`.
+    Panicked(Payload),
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum NodeState {
+    Idle,
+    Waiting,
+    Queued,
+    Ready,
+}
+
+type Link<T> = Option<NonNull<Node<T>>>;
+
+/// The part of a node that the lock guards.
+struct Inner<T> {
+    prev: Link<T>,
+    next: Link<T>,
+    state: NodeState,
+    waker: Option<Waker>,
+    outcome: Option<Outcome<T>>,
+}
+
+/// A list node, the first field of every [`Waiter`].
+pub(crate) struct Node<T> {
+    inner: UnsafeCell<Inner<T>>,
+    /// Calls the matcher of the `Waiter<T, M>` this node heads.
+    check: unsafe fn(NonNull<Node<T>>, &T) -> bool,
+    captures: bool,
+    /// Linked nodes are pointed to, so they must not move: this makes every
+    /// future that embeds one `!Unpin`.
+    _pinned: PhantomPinned,
+}
+
+// SAFETY: the raw links are the only non-`Send` part of a node, and they are
+// only read or written while holding the lock of the watcher whose list holds
+// the node, whichever thread that is. The rest (waker, outcome `T`, panic
+// payload) is `Send` when `T` is.
+unsafe impl<T: Send> Send for Node<T> {}
+
+/// Runs `f` on the lock-guarded part of `node`.
+///
+/// # Safety
+///
+/// `node` points to a live node, and the caller either holds the lock of the
+/// watcher whose lists the node may be in, or owns the node while it is `Idle`.
+/// Calls must not nest on the same node.
+unsafe fn with_inner<T, R>(node: NonNull<Node<T>>, f: impl FnOnce(&mut Inner<T>) -> R) -> R {
+    // SAFETY: the caller guarantees the node is live; only a shared reference
+    // to the node is formed, and the mutable access goes through its cell.
+    let node = unsafe { node.as_ref() };
+    // SAFETY: the caller's lock (or sole ownership) excludes every other
+    // access to `inner`, and calls do not nest, so this `&mut` is unique.
+    node.inner.with_mut(|inner| f(unsafe { &mut *inner }))
+}
+
+// === impl List ===
+
+/// A doubly linked list of nodes, guarded by the watcher's lock (every method
+/// that changes it takes `&mut self`, which only the lock guard hands out).
+pub(crate) struct List<T> {
+    head: Link<T>,
+    tail: Link<T>,
+}
+
+// SAFETY: see `Node`: the pointers are only followed under the lock that
+// guards the list itself.
+unsafe impl<T: Send> Send for List<T> {}
+
+impl<T> List<T> {
+    const fn new() -> Self {
+        Self {
+            head: None,
+            tail: None,
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.head.is_none()
+    }
+
+    /// Appends `node`.
+    ///
+    /// # Safety
+    ///
+    /// `node` is live, in no list, and stays at its address until it has been
+    /// unlinked again (it is pinned, and its owner unlinks it before dropping).
+    unsafe fn push_back(&mut self, node: NonNull<Node<T>>) {
+        let tail = self.tail;
+        // SAFETY: the node is live and unlinked, and we hold the lock (`&mut self`).
+        unsafe {
+            with_inner(node, |n| {
+                debug_assert!(n.prev.is_none() && n.next.is_none());
+                n.prev = tail;
+                n.next = None;
+            });
+        }
+        match tail {
+            // SAFETY: `tail` is linked in this list, hence live.
+            Some(tail) => unsafe { with_inner(tail, |t| t.next = Some(node)) },
+            None => self.head = Some(node),
+        }
+        self.tail = Some(node);
+    }
+
+    /// Unlinks `node` in O(1).
+    ///
+    /// # Safety
+    ///
+    /// `node` is linked in this list.
+    unsafe fn unlink(&mut self, node: NonNull<Node<T>>) {
+        // SAFETY: linked nodes are live; we hold the lock.
+        let (prev, next) = unsafe { with_inner(node, |n| (n.prev.take(), n.next.take())) };
+        match prev {
+            // SAFETY: a linked node's neighbours are linked, hence live.
+            Some(prev) => unsafe { with_inner(prev, |p| p.next = next) },
+            None => {
+                debug_assert_eq!(self.head, Some(node), "unlinked node not in this list");
+                self.head = next;
+            }
+        }
+        match next {
+            // SAFETY: as above.
+            Some(next) => unsafe { with_inner(next, |x| x.prev = prev) },
+            None => {
+                debug_assert_eq!(self.tail, Some(node), "unlinked node not in this list");
+                self.tail = prev;
+            }
+        }
+    }
+
+    fn pop_front(&mut self) -> Link<T> {
+        let head = self.head?;
+        // SAFETY: `head` is linked in this list.
+        unsafe { self.unlink(head) };
+        Some(head)
+    }
+}
+
+// === impl Waiters ===
+
+/// The two lists of one watcher: nodes waiting for a transition, and nodes a
+/// setter has chosen but not woken yet (its wake batch was full).
+pub(crate) struct Waiters<T> {
+    waiting: List<T>,
+    queued: List<T>,
+}
+
+impl<T> Waiters<T> {
+    pub(crate) const fn new() -> Self {
+        Self {
+            waiting: List::new(),
+            queued: List::new(),
+        }
+    }
+
+    /// Offers one transition to `value` to every waiting node.
+    ///
+    /// Each matching node is unlinked, receives its outcome, and has its waker
+    /// moved into `batch`, or, once `batch` is full, is moved to the `queued`
+    /// list and `batch` is flagged (see [`WakeBatch::take_overflow`]): the
+    /// caller must then call [`Waiters::drain_queued_locked`] after unlocking.
+    ///
+    /// With `std`, a panic in a matcher or in `T::clone` is caught and
+    /// delivered to that node's future; without `std` it unwinds out of here
+    /// with the list consistent (the node being checked is still linked).
+    pub(crate) fn notify_locked(&mut self, value: &T, batch: &mut WakeBatch)
+    where
+        T: Clone,
+    {
+        let mut cursor = self.waiting.head;
+        while let Some(node) = cursor {
+            // SAFETY: `node` is linked in `waiting` and we hold the lock.
+            cursor = unsafe { with_inner(node, |n| n.next) };
+            // SAFETY: linked nodes are live.
+            let (check, captures) = unsafe {
+                let node = node.as_ref();
+                (node.check, node.captures)
+            };
+            // SAFETY: `node` heads the `Waiter` whose matcher `check` was built
+            // for, and the lock we hold is what serializes matcher calls.
+            let outcome = match unwind::catch(|| unsafe { check(node, value) }) {
+                Ok(false) => continue,
+                Ok(true) if !captures => Outcome::Signal,
+                Ok(true) => match unwind::catch(|| value.clone()) {
+                    Ok(value) => Outcome::Value(value),
+                    Err(payload) => Outcome::Panicked(payload),
+                },
+                Err(payload) => Outcome::Panicked(payload),
+            };
+            // SAFETY: `node` is linked in `waiting`.
+            unsafe { self.waiting.unlink(node) };
+            let queue = batch.is_full();
+            // SAFETY: we hold the lock; the node is now in no list.
+            let waker = unsafe {
+                with_inner(node, |n| {
+                    debug_assert_eq!(n.state, NodeState::Waiting);
+                    n.outcome = Some(outcome);
+                    if queue {
+                        n.state = NodeState::Queued;
+                        None
+                    } else {
+                        n.state = NodeState::Ready;
+                        n.waker.take()
+                    }
+                })
+            };
+            if queue {
+                // SAFETY: the node is live, pinned, and was just unlinked.
+                unsafe { self.queued.push_back(node) };
+                batch.overflowed = true;
+            } else if let Some(waker) = waker {
+                batch.push(waker);
+            }
+        }
+    }
+
+    /// Moves wakers of queued nodes into `batch` until it is full, and flags
+    /// `batch` if queued nodes remain.
+    pub(crate) fn drain_queued_locked(&mut self, batch: &mut WakeBatch) {
+        while !batch.is_full() {
+            let Some(node) = self.queued.pop_front() else {
+                return;
+            };
+            // SAFETY: the node was linked in `queued`, so it is live; lock held.
+            let waker = unsafe {
+                with_inner(node, |n| {
+                    debug_assert_eq!(n.state, NodeState::Queued);
+                    n.state = NodeState::Ready;
+                    n.waker.take()
+                })
+            };
+            if let Some(waker) = waker {
+                batch.push(waker);
+            }
+        }
+        batch.overflowed = !self.queued.is_empty();
+    }
+}
+
+// === impl Waiter ===
+
+/// The part of a wait future that a setter can reach: a node and a matcher.
+///
+/// `repr(C)` puts `node` at offset 0, so a pointer to the node, derived from a
+/// pointer to the whole `Waiter`, can be cast back to reach the matcher.
+#[repr(C)]
+pub(crate) struct Waiter<T, M> {
+    node: Node<T>,
+    matcher: UnsafeCell<M>,
+    /// Owner-only: false exactly when the node is `Idle`. Never read by setters.
+    armed: Cell<bool>,
+}
+
+/// The type-erased matcher call stored in every node.
+///
+/// # Safety
+///
+/// `node` was obtained from [`Waiter::node_ptr`] of a live `Waiter<T, M>`, and
+/// the caller holds the lock of the watcher the node is registered with (the
+/// only other user of the matcher, the owning future, also holds it).
+unsafe fn check<T, M: Matcher<T>>(node: NonNull<Node<T>>, value: &T) -> bool {
+    let waiter = node.cast::<Waiter<T, M>>().as_ptr();
+    // SAFETY: `node` is at offset 0 of a `repr(C)` `Waiter<T, M>` and carries
+    // the provenance of the whole waiter (see `node_ptr`), so the cast pointer
+    // is valid; only the matcher field is borrowed.
+    let matcher = unsafe { &(*waiter).matcher };
+    // SAFETY: the lock serializes all matcher accesses (see above).
+    matcher.with_mut(|m| unsafe { (*m).matches(value) })
+}
+
+impl<T, M: Matcher<T>> Waiter<T, M> {
+    pub(crate) fn new(matcher: M) -> Self {
+        Self {
+            node: Node {
+                inner: UnsafeCell::new(Inner {
+                    prev: None,
+                    next: None,
+                    state: NodeState::Idle,
+                    waker: None,
+                    outcome: None,
+                }),
+                check: check::<T, M>,
+                captures: M::CAPTURES,
+                _pinned: PhantomPinned,
+            },
+            matcher: UnsafeCell::new(matcher),
+            armed: Cell::new(false),
+        }
+    }
+}
+
+impl<T, M> Waiter<T, M> {
+    /// A pointer to the node with the provenance of the whole waiter.
+    fn node_ptr(self: Pin<&Self>) -> NonNull<Node<T>> {
+        NonNull::from(self.get_ref()).cast()
+    }
+
+    /// Whether the node is registered or holds an outcome (owner-only view).
+    pub(crate) fn is_armed(&self) -> bool {
+        self.armed.get()
+    }
+}
+
+impl<T, M: Matcher<T>> Waiter<T, M> {
+    /// Asks the matcher about `value` from the owning future.
+    ///
+    /// Called with the lock held (so no setter is using the matcher).
+    pub(crate) fn matches_locked(self: Pin<&Self>, _waiters: &mut Waiters<T>, value: &T) -> bool {
+        // SAFETY: the `&mut Waiters` proves the lock is held, which serializes
+        // this call with setters' calls of the same matcher.
+        self.matcher.with_mut(|m| unsafe { (*m).matches(value) })
+    }
+}
+
+impl<T, M> Waiter<T, M> {
+    /// Takes the outcome a setter left, if any, returning the node to `Idle`.
+    pub(crate) fn take_outcome_locked(
+        self: Pin<&Self>,
+        waiters: &mut Waiters<T>,
+    ) -> Option<Outcome<T>> {
+        if !self.armed.get() {
+            return None;
+        }
+        let node = self.node_ptr();
+        // SAFETY: armed, so the node is registered with this watcher; lock held.
+        let state = unsafe { with_inner(node, |n| n.state) };
+        match state {
+            NodeState::Waiting => None,
+            _ => self.cancel_locked(waiters),
+        }
+    }
+
+    /// Makes sure the node is waiting and will wake `waker`.
+    ///
+    /// Must not be called while the node holds an outcome (take it first).
+    pub(crate) fn register_locked(self: Pin<&Self>, waiters: &mut Waiters<T>, waker: &Waker) {
+        let node = self.node_ptr();
+        if self.armed.get() {
+            // SAFETY: armed, so registered with this watcher; lock held.
+            unsafe {
+                with_inner(node, |n| {
+                    debug_assert_eq!(n.state, NodeState::Waiting);
+                    match &mut n.waker {
+                        Some(old) => old.clone_from(waker),
+                        slot => *slot = Some(waker.clone()),
+                    }
+                });
+            }
+            return;
+        }
+        // SAFETY: not armed, so the node is `Idle` and in no list; it is pinned
+        // (`self: Pin`), and the owning future's `Drop` calls `cancel_locked`
+        // before its memory goes away.
+        unsafe {
+            with_inner(node, |n| {
+                debug_assert_eq!(n.state, NodeState::Idle);
+                n.state = NodeState::Waiting;
+                n.waker = Some(waker.clone());
+            });
+            waiters.waiting.push_back(node);
+        }
+        self.armed.set(true);
+    }
+
+    /// Unregisters the node, whatever its state, and returns any outcome a
+    /// setter left (for the caller to use, or to drop after unlocking).
+    pub(crate) fn cancel_locked(self: Pin<&Self>, waiters: &mut Waiters<T>) -> Option<Outcome<T>> {
+        if !self.armed.get() {
+            return None;
+        }
+        let node = self.node_ptr();
+        // SAFETY: armed, so registered with this watcher; lock held.
+        let state = unsafe { with_inner(node, |n| n.state) };
+        match state {
+            // SAFETY: the state says which list holds the node.
+            NodeState::Waiting => unsafe { waiters.waiting.unlink(node) },
+            // SAFETY: as above.
+            NodeState::Queued => unsafe { waiters.queued.unlink(node) },
+            NodeState::Ready => {}
+            NodeState::Idle => unreachable!("armed node is idle"),
+        }
+        self.armed.set(false);
+        // SAFETY: lock held; the node is now in no list.
+        unsafe {
+            with_inner(node, |n| {
+                n.state = NodeState::Idle;
+                n.waker = None;
+                n.outcome.take()
+            })
+        }
+    }
+}
+
+// === impl WakeBatch ===
+
+/// How many wakers a setter collects under the lock before it must queue the
+/// rest. Small under loom so models reach the queued path.
+const BATCH: usize = if cfg!(value_watcher_loom) { 1 } else { 32 };
+
+/// Wakers collected under the lock, woken after it is released.
+///
+/// Dropping the batch wakes what it holds, so a panic between collecting and
+/// waking cannot lose a wake-up.
+pub(crate) struct WakeBatch {
+    wakers: [Option<Waker>; BATCH],
+    len: usize,
+    /// Set when matching nodes were left in the `queued` list for lack of room.
+    overflowed: bool,
+}
+
+impl WakeBatch {
+    pub(crate) const fn new() -> Self {
+        Self {
+            wakers: [const { None }; BATCH],
+            len: 0,
+            overflowed: false,
+        }
+    }
+
+    /// Whether the last walk or drain left nodes in the `queued` list; clears
+    /// the flag.
+    pub(crate) fn take_overflow(&mut self) -> bool {
+        core::mem::take(&mut self.overflowed)
+    }
+
+    fn is_full(&self) -> bool {
+        self.len == BATCH
+    }
+
+    fn push(&mut self, waker: Waker) {
+        debug_assert!(!self.is_full());
+        self.wakers[self.len] = Some(waker);
+        self.len += 1;
+    }
+
+    /// Wakes and empties the batch. Call only without the lock held.
+    pub(crate) fn wake_all(&mut self) {
+        for slot in &mut self.wakers[..self.len] {
+            if let Some(waker) = slot.take() {
+                waker.wake();
+            }
+        }
+        self.len = 0;
+    }
+}
+
+impl Drop for WakeBatch {
+    fn drop(&mut self) {
+        // Normally empty already. If a waker panicked inside `wake_all`, `len`
+        // still covers the slots not yet taken, so they are woken here.
+        self.wake_all();
+    }
+}

@@ -1,0 +1,729 @@
+//! `ValueWatcher<T>`: the value, its version, and the setters.
+
+use alloc::boxed::Box;
+use alloc::sync::Arc;
+use core::fmt;
+use core::mem;
+
+use crate::callbacks::{CallbackId, Callbacks};
+use crate::lock::Lock;
+use crate::sync::loom_const_fn;
+use crate::wait::{
+    AnyChange, Changes, Equals, IsSome, NotEquals, Until, WaitFor, WaitForChange, WaitForNot,
+    WaitForSome, WaitUntil,
+};
+use crate::waiters::{Waiters, WakeBatch};
+
+/// A value that tasks and threads can wait on, without missing a state.
+///
+/// See the [crate documentation](crate) for the full story. In short:
+///
+/// * [`set`](Self::set), [`set_if`](Self::set_if) and [`modify`](Self::modify)
+///   change the value from any thread, executor or interrupt-free context;
+///   each change to a value that is not equal (`PartialEq`) to the old one is
+///   a *transition* and bumps [`version`](Self::version) by one.
+/// * [`wait_for`](Self::wait_for), [`wait_for_not`](Self::wait_for_not),
+///   [`wait_until`](Self::wait_until), [`wait_for_change`](Self::wait_for_change)
+///   and [`wait_for_some`](Self::wait_for_some) return futures that complete
+///   with the *first* transition they see whose new value matches, even if
+///   the value has moved on by the time the task runs. With the `std` feature
+///   each future can also be waited on by blocking the thread.
+/// * [`on_change`](Self::on_change) and [`on_value`](Self::on_value) register
+///   callbacks that run on the setting thread; [`changes`](Self::changes) is a
+///   `Stream` of new values.
+///
+/// # Locking
+///
+/// The value, the version and the waiter list sit under one lock (a spinlock,
+/// or a critical section with the `critical-section` feature). It is held
+/// only for short, bounded work: comparing, storing, cloning, and calling
+/// each waiter's predicate once per transition. Predicates, `PartialEq`,
+/// `Clone` and the closures of [`with`](Self::with), [`set_if`](Self::set_if)
+/// and [`modify`](Self::modify) run under it, so they must be cheap and must
+/// not use the same watcher (with the spinlock that deadlocks; with
+/// `critical-section` it panics). Wakers and callbacks never run under it.
+///
+/// # Examples
+///
+/// A watcher in a `static`, a thread waiting on it, another setting it:
+///
+/// ```
+/// use value_watcher::ValueWatcher;
+///
+/// static PROGRESS: ValueWatcher<u32> = ValueWatcher::new(0);
+///
+/// let done = std::thread::spawn(|| PROGRESS.wait_until(|p| *p >= 100).wait());
+/// for p in (0..=100).step_by(10) {
+///     PROGRESS.set(p);
+/// }
+/// // The waiter sees the first value >= 100 (here the only one).
+/// assert_eq!(done.join().unwrap(), 100);
+/// ```
+pub struct ValueWatcher<T> {
+    pub(crate) state: Lock<State<T>>,
+}
+
+/// Everything the lock guards.
+pub(crate) struct State<T> {
+    pub(crate) value: T,
+    pub(crate) version: u64,
+    pub(crate) waiters: Waiters<T>,
+    pub(crate) callbacks: Callbacks<T>,
+}
+
+/// What an update closure did to the value.
+enum Update<T> {
+    /// No transition; the value to drop after unlocking, if any.
+    Kept(Option<T>),
+    /// A transition; the old value.
+    Replaced(T),
+}
+
+// === impl ValueWatcher ===
+
+impl<T> ValueWatcher<T> {
+    loom_const_fn! {
+        /// Creates a watcher holding `initial`, at version 0.
+        ///
+        /// `const`, so a watcher can live in a `static` (no lazy
+        /// initialization, no allocation).
+        ///
+        /// # Examples
+        ///
+        /// ```
+        /// use value_watcher::ValueWatcher;
+        ///
+        /// static READY: ValueWatcher<bool> = ValueWatcher::new(false);
+        /// assert!(!READY.get());
+        /// assert_eq!(READY.version(), 0);
+        /// ```
+        pub const fn new(initial: T) -> ValueWatcher<T> {
+            ValueWatcher {
+                state: Lock::new(State {
+                    value: initial,
+                    version: 0,
+                    waiters: Waiters::new(),
+                    callbacks: Callbacks::new(),
+                }),
+            }
+        }
+    }
+
+    /// Returns a clone of the current value.
+    ///
+    /// `T::clone` runs under the lock.
+    ///
+    /// # Panics
+    ///
+    /// If `T::clone` panics, the panic propagates; the watcher is unlocked and
+    /// unchanged.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use value_watcher::ValueWatcher;
+    ///
+    /// let w = ValueWatcher::new(String::from("hello"));
+    /// assert_eq!(w.get(), "hello");
+    /// ```
+    pub fn get(&self) -> T
+    where
+        T: Clone,
+    {
+        self.state.lock().value.clone()
+    }
+
+    /// Calls `f` with a reference to the current value and returns its result,
+    /// without cloning.
+    ///
+    /// `f` runs under the lock: keep it short, and do not use this watcher
+    /// inside it (see [Locking](ValueWatcher#locking)).
+    ///
+    /// # Panics
+    ///
+    /// A panic in `f` propagates; the watcher is unlocked and unchanged.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use value_watcher::ValueWatcher;
+    ///
+    /// let w = ValueWatcher::new(vec![1, 2, 3]);
+    /// assert_eq!(w.with(|v| v.len()), 3);
+    /// ```
+    pub fn with<R>(&self, f: impl FnOnce(&T) -> R) -> R {
+        f(&self.state.lock().value)
+    }
+
+    /// The number of transitions so far: 0 at creation, +1 per transition.
+    ///
+    /// Read under the lock (no 64-bit atomics needed), so it is consistent
+    /// with the value that [`with`](Self::with) would show at that moment.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use value_watcher::ValueWatcher;
+    ///
+    /// let w = ValueWatcher::new(0);
+    /// w.set(1);
+    /// w.set(1); // equal: not a transition
+    /// w.set(2);
+    /// assert_eq!(w.version(), 2);
+    /// ```
+    pub fn version(&self) -> u64 {
+        self.state.lock().version
+    }
+
+    /// Removes a callback registered with [`on_change`](Self::on_change) or
+    /// [`on_value`](Self::on_value).
+    ///
+    /// Returns `true` if it was still registered: `false` for an unknown id,
+    /// a second removal, or an `on_value` callback that has already fired (or
+    /// ran at registration). A callback removed while a transition is being
+    /// delivered on another thread may still run for that one transition.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::atomic::{AtomicUsize, Ordering};
+    /// use std::sync::Arc;
+    /// use value_watcher::ValueWatcher;
+    ///
+    /// let w = ValueWatcher::new(0);
+    /// let calls = Arc::new(AtomicUsize::new(0));
+    /// let c = calls.clone();
+    /// let id = w.on_change(move |_, _| {
+    ///     c.fetch_add(1, Ordering::Relaxed);
+    /// });
+    /// w.set(1);
+    /// assert!(w.remove_callback(id));
+    /// assert!(!w.remove_callback(id));
+    /// w.set(2);
+    /// assert_eq!(calls.load(Ordering::Relaxed), 1);
+    /// ```
+    pub fn remove_callback(&self, id: CallbackId) -> bool {
+        let (removed, garbage) = self.state.lock().callbacks.remove_locked(id);
+        drop(garbage);
+        removed
+    }
+
+    /// Registers `f(old, new)` to run after every transition.
+    ///
+    /// `f` runs on the setting thread, after the value is stored and the
+    /// matching waiters are woken, outside the lock (so it may read or set
+    /// the watcher, or remove callbacks, itself included). For one transition,
+    /// callbacks run in registration order (`on_change` and `on_value`
+    /// together); callbacks of transitions made concurrently by different
+    /// threads may interleave. Registering allocates; the callback list is
+    /// copied on write, so a set never allocates for it (it clones the new
+    /// value once if any `on_change` callback is registered).
+    ///
+    /// Returns an id for [`remove_callback`](Self::remove_callback); dropping
+    /// the id does not remove the callback.
+    ///
+    /// # Panics
+    ///
+    /// With `std`, a panicking callback does not stop the others: all run,
+    /// then the first panic resumes in the setter (`set`, `set_if` or
+    /// `modify`), after the value was stored and waiters were woken. Without
+    /// `std`, the panic unwinds through the setter at once and the remaining
+    /// callbacks of that transition are skipped; the watcher stays unlocked
+    /// and consistent.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Mutex;
+    /// use std::sync::Arc;
+    /// use value_watcher::ValueWatcher;
+    ///
+    /// let w = ValueWatcher::new("idle");
+    /// let log = Arc::new(Mutex::new(Vec::new()));
+    /// let l = log.clone();
+    /// w.on_change(move |old, new| l.lock().unwrap().push(format!("{old} -> {new}")));
+    /// w.set("busy");
+    /// w.set("idle");
+    /// assert_eq!(*log.lock().unwrap(), ["idle -> busy", "busy -> idle"]);
+    /// ```
+    pub fn on_change<F>(&self, f: F) -> CallbackId
+    where
+        F: Fn(&T, &T) + Send + Sync + 'static,
+        T: 'static,
+    {
+        let f = Arc::new(f);
+        let (id, garbage) = self.state.lock().callbacks.add_change_locked(f);
+        drop(garbage);
+        id
+    }
+
+    /// Runs `f` once, when the value is (or becomes) `value`.
+    ///
+    /// If the current value already equals `value`, `f` runs at once on the
+    /// calling thread, before `on_value` returns. Otherwise it runs on the
+    /// setting thread of the first transition into `value` (a transient one
+    /// included: it fires even if the value moves on immediately), outside
+    /// the lock, in registration order with the other callbacks. No executor
+    /// is needed. The comparison with each new value runs under the lock.
+    ///
+    /// Returns an id for [`remove_callback`](Self::remove_callback); once
+    /// `f` has run (or started), removing returns `false`.
+    ///
+    /// # Panics
+    ///
+    /// A panic in `f` when it runs at once propagates to the caller. Later,
+    /// it behaves like a panicking [`on_change`](Self::on_change) callback.
+    /// With `std`, a panic in `T::eq` while a setter compares this target is
+    /// resumed in that setter after its callbacks ran, and `f` never runs.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::atomic::{AtomicBool, Ordering};
+    /// use std::sync::Arc;
+    /// use value_watcher::ValueWatcher;
+    ///
+    /// let w = ValueWatcher::new(0);
+    /// let fired = Arc::new(AtomicBool::new(false));
+    /// let f = fired.clone();
+    /// w.on_value(2, move || f.store(true, Ordering::Relaxed));
+    /// w.set(2); // fires, even though ...
+    /// w.set(3); // ... the value moves on at once
+    /// assert!(fired.load(Ordering::Relaxed));
+    /// ```
+    pub fn on_value<F>(&self, value: T, f: F) -> CallbackId
+    where
+        F: FnOnce() + Send + 'static,
+        T: PartialEq,
+    {
+        let f: Box<dyn FnOnce() + Send> = Box::new(f);
+        let mut state = self.state.lock();
+        if state.value == value {
+            let id = state.callbacks.unregistered_id_locked();
+            drop(state);
+            drop(value);
+            f();
+            return id;
+        }
+        let (id, garbage) = state.callbacks.add_once_locked(value, f);
+        drop(state);
+        drop(garbage);
+        id
+    }
+
+    /// A [`Stream`](futures_core::Stream) of the values of transitions made
+    /// after this call.
+    ///
+    /// Each item is the value after a transition. If several transitions
+    /// happen before the stream is polled, it yields only the latest value
+    /// once (it never buffers), so a slow consumer sees the newest state and
+    /// memory stays constant. To see *every* state, use the wait futures,
+    /// which never skip one. The stream never ends.
+    ///
+    /// Creating the stream allocates its waiter node once (so the stream is
+    /// `Unpin`); polling it never allocates.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use futures_lite::StreamExt;
+    /// use value_watcher::ValueWatcher;
+    ///
+    /// let w = ValueWatcher::new(0);
+    /// let mut changes = w.changes();
+    /// w.set(1);
+    /// w.set(2);
+    /// // Both transitions happened before the poll: only the latest is seen.
+    /// assert_eq!(futures_lite::future::block_on(changes.next()), Some(2));
+    /// ```
+    pub fn changes(&self) -> Changes<'_, T>
+    where
+        T: Clone,
+    {
+        Changes::new(self)
+    }
+}
+
+impl<T: Clone + PartialEq> ValueWatcher<T> {
+    /// Stores `value`; returns `true` if that was a transition.
+    ///
+    /// If `value` equals the current value nothing happens: no version bump,
+    /// no wake-up, no callback, and `value` is dropped. Otherwise the value
+    /// is stored, the version bumped, every waiter whose predicate matches
+    /// `value` gets a clone of it and is woken, and then callbacks run on
+    /// this thread. Never allocates (beyond what `T::clone` allocates).
+    ///
+    /// # Panics
+    ///
+    /// A panic in `T::eq` propagates with nothing changed. With `std`, panics
+    /// in waiters' predicates or in `T::clone` for a waiter are delivered to
+    /// those waiters, and a panicking callback is resumed here after all
+    /// callbacks ran (the value is stored and waiters are woken). Without
+    /// `std` such a panic unwinds from here at once: the value is stored and
+    /// the waiters already chosen are woken, but waiters not yet checked miss
+    /// this transition. In every case the watcher is left unlocked and
+    /// consistent.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use value_watcher::ValueWatcher;
+    ///
+    /// let w = ValueWatcher::new(1);
+    /// assert!(w.set(2));
+    /// assert!(!w.set(2));
+    /// ```
+    pub fn set(&self, value: T) -> bool {
+        self.update(|current| {
+            if *current == value {
+                (Update::Kept(Some(value)), false)
+            } else {
+                (Update::Replaced(mem::replace(current, value)), true)
+            }
+        })
+    }
+
+    /// Stores `value` if `condition(&current)` holds, atomically; returns
+    /// whether the condition held.
+    ///
+    /// The check and the store happen under one lock, so no other setter can
+    /// come between them. `condition` runs under the lock on this thread (no
+    /// `Send` needed). A `true` result with `value` equal to the current value
+    /// is not a transition.
+    ///
+    /// # Panics
+    ///
+    /// A panic in `condition` propagates with nothing changed; otherwise as
+    /// [`set`](Self::set).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use value_watcher::ValueWatcher;
+    ///
+    /// #[derive(Clone, PartialEq, Debug)]
+    /// enum Conn { Disconnected, Connecting, Connected }
+    ///
+    /// let w = ValueWatcher::new(Conn::Disconnected);
+    /// // Only one caller wins the right to connect.
+    /// assert!(w.set_if(Conn::Connecting, |c| *c == Conn::Disconnected));
+    /// assert!(!w.set_if(Conn::Connecting, |c| *c == Conn::Disconnected));
+    /// ```
+    pub fn set_if(&self, value: T, condition: impl FnOnce(&T) -> bool) -> bool {
+        self.update(|current| {
+            if !condition(current) {
+                (Update::Kept(Some(value)), false)
+            } else if *current == value {
+                (Update::Kept(Some(value)), true)
+            } else {
+                (Update::Replaced(mem::replace(current, value)), true)
+            }
+        })
+    }
+
+    /// Changes the value in place, atomically; returns `true` if the result
+    /// differs from the old value (a transition).
+    ///
+    /// The old value is cloned first (under the lock) so the result can be
+    /// compared and restored. If the result equals the old value, the old
+    /// value is kept and nothing is notified.
+    ///
+    /// # Panics
+    ///
+    /// If `f` (or `T::eq`) panics, the old value is restored, nothing is
+    /// notified, and the panic propagates. Otherwise as [`set`](Self::set).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use value_watcher::ValueWatcher;
+    ///
+    /// let counter = ValueWatcher::new(0u32);
+    /// assert!(counter.modify(|n| *n += 1));
+    /// assert!(!counter.modify(|n| *n += 0));
+    /// assert_eq!(counter.get(), 1);
+    /// ```
+    pub fn modify(&self, f: impl FnOnce(&mut T)) -> bool {
+        self.update(|current| {
+            /// Puts the backup back unless disarmed, so a panic in `f` or
+            /// `T::eq` leaves the old value in place.
+            struct Restore<'a, T> {
+                slot: &'a mut T,
+                backup: Option<T>,
+            }
+            impl<T> Drop for Restore<'_, T> {
+                fn drop(&mut self) {
+                    if let Some(backup) = self.backup.take() {
+                        *self.slot = backup;
+                    }
+                }
+            }
+
+            let mut restore = Restore {
+                backup: Some(current.clone()),
+                slot: current,
+            };
+            f(restore.slot);
+            let changed = restore
+                .backup
+                .as_ref()
+                .is_some_and(|old| *restore.slot != *old);
+            let old = restore.backup.take().expect("backup present until here");
+            drop(restore);
+            if changed {
+                (Update::Replaced(old), true)
+            } else {
+                (Update::Kept(Some(mem::replace(current, old))), false)
+            }
+        })
+    }
+
+    /// Runs `f` under the lock and, if it made a transition, notifies.
+    fn update<R>(&self, f: impl FnOnce(&mut T) -> (Update<T>, R)) -> R {
+        // Declared before the guard, so it is dropped after it: on every path,
+        // panics included, the wakers it collected are woken without the lock.
+        let mut notifier = Notifier {
+            watcher: self,
+            batch: WakeBatch::new(),
+        };
+        let mut guard = self.state.lock();
+        let state = &mut *guard;
+        let (update, result) = f(&mut state.value);
+        let old = match update {
+            Update::Kept(discard) => {
+                drop(guard);
+                drop(discard);
+                return result;
+            }
+            Update::Replaced(old) => old,
+        };
+        state.version += 1;
+        state
+            .waiters
+            .notify_locked(&state.value, &mut notifier.batch);
+        let firing = state.callbacks.fire_locked(&state.value, state.version);
+        drop(guard);
+        drop(notifier);
+        if let Some(firing) = firing {
+            firing.run(&old);
+        }
+        result
+    }
+
+    /// Waits until the value equals `value`.
+    ///
+    /// The future first checks the current value (unless
+    /// [`immediate(false)`](WaitFor::immediate)), then completes with the
+    /// first transition into `value`, even if the value changed again before
+    /// the task ran. See [`WaitFor`].
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future at any point unregisters it in O(1); nothing is
+    /// lost for other waiters.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use futures_lite::future::{block_on, poll_once};
+    /// use value_watcher::ValueWatcher;
+    ///
+    /// #[derive(Clone, PartialEq, Debug)]
+    /// enum Conn { Connecting, Connected, Closing, Closed }
+    ///
+    /// let conn = ValueWatcher::new(Conn::Connecting);
+    /// let mut closing = Box::pin(conn.wait_for(Conn::Closing));
+    /// // The first poll starts the watch (the value is not Closing yet).
+    /// assert!(block_on(poll_once(&mut closing)).is_none());
+    /// std::thread::scope(|s| {
+    ///     s.spawn(|| {
+    ///         conn.set(Conn::Connected);
+    ///         conn.set(Conn::Closing);
+    ///         conn.set(Conn::Closed);
+    ///     });
+    /// });
+    /// // The value is Closed by now, but the waiter reports Closing.
+    /// assert_eq!(block_on(closing), Conn::Closing);
+    /// ```
+    pub fn wait_for(&self, value: T) -> WaitFor<'_, T>
+    where
+        T: 'static,
+    {
+        WaitFor::new(self, Equals(value))
+    }
+
+    /// Waits until the value is not equal to `value`.
+    ///
+    /// Completes at once if the current value already differs (unless
+    /// [`immediate(false)`](WaitForNot::immediate)); otherwise with the first
+    /// transition away from `value`. See [`WaitForNot`].
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future at any point unregisters it in O(1).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use value_watcher::ValueWatcher;
+    ///
+    /// let w = ValueWatcher::new(0);
+    /// let fut = w.wait_for_not(0);
+    /// w.set(7);
+    /// assert_eq!(pollster::block_on(fut), 7);
+    /// ```
+    pub fn wait_for_not(&self, value: T) -> WaitForNot<'_, T>
+    where
+        T: 'static,
+    {
+        WaitForNot::new(self, NotEquals(value))
+    }
+
+    /// Waits until `predicate(&value)` holds.
+    ///
+    /// The predicate runs under the lock: once on the first poll (unless
+    /// [`immediate(false)`](WaitUntil::immediate)), then once per transition
+    /// on the setting thread, until it returns `true`. It must be cheap and
+    /// must not use this watcher. See [`WaitUntil`].
+    ///
+    /// # Panics
+    ///
+    /// A panic in the predicate during the first poll propagates from that
+    /// poll. With `std`, a panic during a setter's check is caught there and
+    /// resumed from this future's next poll (the setter and other waiters are
+    /// unaffected).
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future at any point unregisters it in O(1).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use futures_lite::future::{block_on, poll_once};
+    /// use value_watcher::ValueWatcher;
+    ///
+    /// let temperature = ValueWatcher::new(20);
+    /// let mut hot = Box::pin(temperature.wait_until(|t| *t >= 30));
+    /// assert!(block_on(poll_once(&mut hot)).is_none()); // watching from here
+    /// temperature.set(25);
+    /// temperature.set(31);
+    /// temperature.set(22);
+    /// assert_eq!(block_on(hot), 31); // the first match, though it is 22 now
+    /// ```
+    ///
+    /// Like any future it watches nothing until first polled: had `hot` been
+    /// polled only after the three sets, it would have seen 22, not matched,
+    /// and waited for the next transition.
+    pub fn wait_until<F>(&self, predicate: F) -> WaitUntil<'_, T, F>
+    where
+        F: FnMut(&T) -> bool + Send + 'static,
+        T: 'static,
+    {
+        WaitUntil::new(self, Until(predicate))
+    }
+
+    /// Waits for the next transition and returns its new value.
+    ///
+    /// It never looks at the current value: it completes with the first
+    /// transition after its first poll. See [`WaitForChange`].
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future at any point unregisters it in O(1).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use futures_lite::future::{block_on, poll_once};
+    /// use value_watcher::ValueWatcher;
+    ///
+    /// let w = ValueWatcher::new(1);
+    /// let mut next = Box::pin(w.wait_for_change());
+    /// assert!(block_on(poll_once(&mut next)).is_none());
+    /// w.set(1); // equal: not a transition
+    /// w.set(2);
+    /// w.set(3);
+    /// assert_eq!(block_on(next), 2);
+    /// ```
+    pub fn wait_for_change(&self) -> WaitForChange<'_, T>
+    where
+        T: 'static,
+    {
+        WaitForChange::new(self, AnyChange)
+    }
+}
+
+impl<U: Clone + PartialEq + 'static> ValueWatcher<Option<U>> {
+    /// Waits until the value is `Some`, and returns what it holds.
+    ///
+    /// Completes at once if the value is already `Some` (unless
+    /// [`immediate(false)`](WaitForSome::immediate)); otherwise with the first
+    /// transition to `Some(_)`, even if it is reset to `None` before the task
+    /// runs. See [`WaitForSome`].
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future at any point unregisters it in O(1).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use value_watcher::ValueWatcher;
+    ///
+    /// let session = ValueWatcher::new(None);
+    /// let fut = session.wait_for_some();
+    /// session.set(Some("token-1"));
+    /// assert_eq!(pollster::block_on(fut), "token-1");
+    /// ```
+    pub fn wait_for_some(&self) -> WaitForSome<'_, U> {
+        WaitForSome::new(self, IsSome)
+    }
+}
+
+/// Wakes what a setter collected, after its lock guard is gone.
+struct Notifier<'a, T> {
+    watcher: &'a ValueWatcher<T>,
+    batch: WakeBatch,
+}
+
+impl<T> Drop for Notifier<'_, T> {
+    fn drop(&mut self) {
+        self.batch.wake_all();
+        // More waiters matched than one batch holds: hand the rest out batch
+        // by batch, never waking under the lock.
+        while self.batch.take_overflow() {
+            self.watcher
+                .state
+                .lock()
+                .waiters
+                .drain_queued_locked(&mut self.batch);
+            self.batch.wake_all();
+        }
+    }
+}
+
+impl<T: Default> Default for ValueWatcher<T> {
+    /// A watcher holding `T::default()`.
+    fn default() -> Self {
+        Self::new(T::default())
+    }
+}
+
+impl<T> From<T> for ValueWatcher<T> {
+    /// A watcher holding `value`.
+    fn from(value: T) -> Self {
+        Self::new(value)
+    }
+}
+
+impl<T: fmt::Debug> fmt::Debug for ValueWatcher<T> {
+    /// Shows the current value and version (formatted under the lock).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = self.state.lock();
+        f.debug_struct("ValueWatcher")
+            .field("value", &state.value)
+            .field("version", &state.version)
+            .finish_non_exhaustive()
+    }
+}
