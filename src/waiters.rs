@@ -50,6 +50,7 @@
 
 use core::cell::Cell;
 use core::marker::PhantomPinned;
+use core::mem::MaybeUninit;
 use core::pin::Pin;
 use core::ptr::NonNull;
 use core::task::Waker;
@@ -482,10 +483,14 @@ const BATCH: usize = if cfg!(value_watcher_loom) { 1 } else { 32 };
 
 /// Wakers collected under the lock, woken after it is released.
 ///
-/// Dropping the batch wakes what it holds, so a panic between collecting and
-/// waking cannot lose a wake-up.
+/// The slots are uninitialized until pushed (a setter creates a batch on
+/// every transition, so zeroing 32 wakers each time would cost more than the
+/// rest of an uncontended `set`). Dropping the batch wakes what it holds, so a
+/// panic between collecting and waking cannot lose a wake-up.
 pub(crate) struct WakeBatch {
-    wakers: [Option<Waker>; BATCH],
+    /// Slots `start..len` hold wakers not yet woken.
+    wakers: [MaybeUninit<Waker>; BATCH],
+    start: usize,
     len: usize,
     /// Set when matching nodes were left in the `queued` list for lack of room.
     overflowed: bool,
@@ -494,7 +499,8 @@ pub(crate) struct WakeBatch {
 impl WakeBatch {
     pub(crate) const fn new() -> Self {
         Self {
-            wakers: [const { None }; BATCH],
+            wakers: [const { MaybeUninit::uninit() }; BATCH],
+            start: 0,
             len: 0,
             overflowed: false,
         }
@@ -511,26 +517,31 @@ impl WakeBatch {
     }
 
     fn push(&mut self, waker: Waker) {
-        debug_assert!(!self.is_full());
-        self.wakers[self.len] = Some(waker);
+        assert!(!self.is_full(), "wake batch overflow");
+        self.wakers[self.len].write(waker);
         self.len += 1;
     }
 
     /// Wakes and empties the batch. Call only without the lock held.
     pub(crate) fn wake_all(&mut self) {
-        for slot in &mut self.wakers[..self.len] {
-            if let Some(waker) = slot.take() {
-                waker.wake();
-            }
+        while self.start < self.len {
+            let slot = &self.wakers[self.start];
+            // Advance first: if `wake` panics, this slot is already consumed
+            // and `Drop` wakes only the rest.
+            self.start += 1;
+            // SAFETY: slots `start..len` were written by `push` and not read
+            // since; advancing `start` above makes this the only read.
+            let waker = unsafe { slot.assume_init_read() };
+            waker.wake();
         }
+        self.start = 0;
         self.len = 0;
     }
 }
 
 impl Drop for WakeBatch {
     fn drop(&mut self) {
-        // Normally empty already. If a waker panicked inside `wake_all`, `len`
-        // still covers the slots not yet taken, so they are woken here.
+        // Normally empty already; after a panic it holds wakers to deliver.
         self.wake_all();
     }
 }

@@ -59,6 +59,18 @@ use crate::waiters::{Waiters, WakeBatch};
 /// // The waiter sees the first value >= 100 (here the only one).
 /// assert_eq!(done.join().unwrap(), 100);
 /// ```
+///
+/// `ValueWatcher<T>` is `Send` and `Sync` when `T: Send` (like a mutex: the
+/// value is only reached under the lock). A watcher of a non-`Send` value
+/// cannot be shared between threads:
+///
+/// ```compile_fail
+/// use std::rc::Rc;
+/// use value_watcher::ValueWatcher;
+///
+/// fn share<T: Sync>(_: &T) {}
+/// share(&ValueWatcher::new(Rc::new(0)));
+/// ```
 pub struct ValueWatcher<T> {
     pub(crate) state: Lock<State<T>>,
 }
@@ -249,7 +261,6 @@ impl<T> ValueWatcher<T> {
     pub fn on_change<F>(&self, f: F) -> CallbackId
     where
         F: Fn(&T, &T) + Send + Sync + 'static,
-        T: 'static,
     {
         let f = Arc::new(f);
         let (id, garbage) = self.state.lock().callbacks.add_change_locked(f);
@@ -654,7 +665,7 @@ impl<T: Clone + PartialEq> ValueWatcher<T> {
     }
 }
 
-impl<U: Clone + PartialEq + 'static> ValueWatcher<Option<U>> {
+impl<U: Clone + 'static> ValueWatcher<Option<U>> {
     /// Waits until the value is `Some`, and returns what it holds.
     ///
     /// Completes at once if the value is already `Some` (unless
