@@ -27,6 +27,18 @@ use crate::unwind::{self, Payload};
 /// stays registered. Ids are unique within one watcher; an id used with a
 /// different watcher refers to nothing there (or to an unrelated callback),
 /// so keep ids next to the watcher they came from.
+///
+/// # Examples
+///
+/// ```
+/// use value_watcher::{CallbackId, ValueWatcher};
+///
+/// let w = ValueWatcher::new(0);
+/// let id: CallbackId = w.on_change(|old, new| println!("{old} -> {new}"));
+/// let copy = id; // `Copy`: keep one wherever it is convenient
+/// assert!(w.remove_callback(copy));
+/// assert!(!w.remove_callback(id)); // already removed
+/// ```
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct CallbackId(u64);
 

@@ -68,6 +68,72 @@
 //! * [`changes`](ValueWatcher::changes) is a `Stream` that yields the latest
 //!   value after each burst of transitions (it never buffers).
 //!
+//! # Executors, threads and timeouts
+//!
+//! The futures need no runtime, timer or reactor: they work on any executor,
+//! and a setter may run on any thread. With `std`, every wait future can also
+//! block the calling thread ([`WaitFor::wait`], [`WaitFor::wait_timeout`],
+//! [`WaitFor::wait_deadline`]; the same methods exist on every wait type).
+//!
+//! A timeout is your executor's timer racing the wait; the wait that loses is
+//! dropped, which unregisters it. On tokio:
+//!
+//! ```
+//! use std::time::Duration;
+//! use value_watcher::ValueWatcher;
+//!
+//! # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+//! let w = ValueWatcher::new(0);
+//! let late = tokio::time::timeout(Duration::from_millis(10), w.wait_for(1)).await;
+//! assert!(late.is_err()); // nobody set 1
+//! w.set(1);
+//! let now = tokio::time::timeout(Duration::from_secs(30), w.wait_for(1)).await;
+//! assert_eq!(now.unwrap(), 1);
+//! # });
+//! ```
+//!
+//! On smol (or anything with async-io's `Timer`):
+//!
+//! ```
+//! use std::time::Duration;
+//! use futures_lite::FutureExt;
+//! use value_watcher::ValueWatcher;
+//!
+//! let w = ValueWatcher::new(0);
+//! let result = smol::block_on(async {
+//!     let timeout = async {
+//!         smol::Timer::after(Duration::from_millis(10)).await;
+//!         None
+//!     };
+//!     async { Some(w.wait_for(1).await) }.or(timeout).await
+//! });
+//! assert_eq!(result, None);
+//! ```
+//!
+//! On embassy, inside an embassy task (embassy-time's timer queue needs
+//! the embassy executor's wakers):
+//! `embassy_time::with_timeout(Duration::from_millis(10), w.wait_for(1)).await`
+//! returns `Err(TimeoutError)` if the value did not come in time
+//! (`tests/timeouts.rs` runs it on the host executor).
+//!
+//! On a thread:
+//!
+//! ```
+//! use std::time::Duration;
+//! use value_watcher::ValueWatcher;
+//!
+//! let w = ValueWatcher::new(0);
+//! assert_eq!(w.wait_for(1).wait_timeout(Duration::from_millis(10)), None);
+//! assert_eq!(w.wait_for(0).wait_timeout(Duration::ZERO), Some(0)); // current value
+//! ```
+//!
+//! # Memory ordering
+//!
+//! Everything is ordered by the watcher's lock: a set *happens-before* the
+//! completion of every wait it satisfies, and before every callback it runs,
+//! so data written before a `set` is visible to the task that wakes up from
+//! it.
+//!
 //! # Where code runs, and the lock
 //!
 //! The value, version and waiter list are guarded by one lock, held only for

@@ -183,7 +183,10 @@ impl<T, M> Drop for Wait<'_, T, M> {
 /// Forwards `Future`, adds the blocking waits and `Debug` to a public wait type.
 macro_rules! wait_future {
     (
-        $name:ident [$($gen:tt)*] [$($arg:tt)*] where [$($bound:tt)*] => $out:ty
+        $name:ident [$($gen:tt)*] [$($arg:tt)*] where [$($bound:tt)*] => $out:ty,
+        setup: $setup:literal,
+        wait: $wait_ex:literal,
+        never: $never:literal,
     ) => {
         impl<$($gen)*> Future for $name<$($arg)*>
         where
@@ -217,6 +220,10 @@ macro_rules! wait_future {
             ///
             /// Resumes a panic of the predicate or of `T::clone` (see
             /// [`ValueWatcher::wait_until`]).
+            ///
+            /// # Examples
+            ///
+            #[doc = concat!("```\nuse value_watcher::ValueWatcher;\n\n", $setup, "\n", $wait_ex, "\n```")]
             pub fn wait(self) -> $out {
                 match crate::blocking::block_on(self, None) {
                     Some(output) => output,
@@ -234,6 +241,10 @@ macro_rules! wait_future {
             /// # Panics
             ///
             /// As [`wait`](Self::wait).
+            ///
+            /// # Examples
+            ///
+            #[doc = concat!("```\nuse std::time::Duration;\nuse value_watcher::ValueWatcher;\n\n", $setup, "\n// Nothing matches within 5 ms:\nassert!(", $never, ".wait_timeout(Duration::from_millis(5)).is_none());\n```")]
             #[cfg(not(value_watcher_loom))]
             pub fn wait_timeout(self, timeout: std::time::Duration) -> Option<$out> {
                 let deadline = std::time::Instant::now().checked_add(timeout);
@@ -249,6 +260,10 @@ macro_rules! wait_future {
             /// # Panics
             ///
             /// As [`wait`](Self::wait).
+            ///
+            /// # Examples
+            ///
+            #[doc = concat!("```\nuse std::time::{Duration, Instant};\nuse value_watcher::ValueWatcher;\n\n", $setup, "\nlet deadline = Instant::now() + Duration::from_millis(5);\nassert!(", $never, ".wait_deadline(deadline).is_none());\n```")]
             #[cfg(not(value_watcher_loom))]
             pub fn wait_deadline(self, deadline: std::time::Instant) -> Option<$out> {
                 crate::blocking::block_on(self, Some(deadline))
@@ -309,6 +324,16 @@ macro_rules! immediate {
 ///
 /// Dropping it at any point unregisters it in O(1); a dropped waiter is never
 /// chosen by a later transition.
+///
+/// # Examples
+///
+/// ```
+/// use value_watcher::{ValueWatcher, WaitFor};
+///
+/// let w = ValueWatcher::new(1);
+/// let fut: WaitFor<'_, i32> = w.wait_for(1);
+/// assert_eq!(pollster::block_on(fut), 1);
+/// ```
 #[must_use = "futures do nothing unless you `.await` or poll them"]
 pub struct WaitFor<'a, T> {
     inner: Wait<'a, T, Equals<T>>,
@@ -322,7 +347,11 @@ impl<'a, T: PartialEq + 'static> WaitFor<'a, T> {
     }
 }
 
-wait_future!(WaitFor ['a, T] ['a, T] where [T: Clone + PartialEq + 'static] => T);
+wait_future!(WaitFor ['a, T] ['a, T] where [T: Clone + PartialEq + 'static] => T,
+    setup: "let w = ValueWatcher::new(0);",
+    wait: "std::thread::scope(|s| {\n    s.spawn(|| w.set(1));\n    assert_eq!(w.wait_for(1).wait(), 1);\n});",
+    never: "w.wait_for(1)",
+);
 immediate!(WaitFor ['a, T] ['a, T]);
 
 /// Future of [`ValueWatcher::wait_for_not`]: completes with the first value
@@ -333,6 +362,17 @@ immediate!(WaitFor ['a, T] ['a, T]);
 /// # Cancel safety
 ///
 /// Dropping it at any point unregisters it in O(1).
+///
+/// # Examples
+///
+/// ```
+/// use value_watcher::ValueWatcher;
+///
+/// let w = ValueWatcher::new("idle");
+/// let busy = w.wait_for_not("idle");
+/// w.set("busy");
+/// assert_eq!(pollster::block_on(busy), "busy");
+/// ```
 #[must_use = "futures do nothing unless you `.await` or poll them"]
 pub struct WaitForNot<'a, T> {
     inner: Wait<'a, T, NotEquals<T>>,
@@ -346,7 +386,11 @@ impl<'a, T: PartialEq + 'static> WaitForNot<'a, T> {
     }
 }
 
-wait_future!(WaitForNot ['a, T] ['a, T] where [T: Clone + PartialEq + 'static] => T);
+wait_future!(WaitForNot ['a, T] ['a, T] where [T: Clone + PartialEq + 'static] => T,
+    setup: "let w = ValueWatcher::new(0);",
+    wait: "std::thread::scope(|s| {\n    s.spawn(|| w.set(1));\n    assert_eq!(w.wait_for_not(0).wait(), 1);\n});",
+    never: "w.wait_for_not(0)",
+);
 immediate!(WaitForNot ['a, T] ['a, T]);
 
 /// Future of [`ValueWatcher::wait_until`]: completes with the first value the
@@ -357,6 +401,17 @@ immediate!(WaitForNot ['a, T] ['a, T]);
 /// # Cancel safety
 ///
 /// Dropping it at any point unregisters it in O(1).
+///
+/// # Examples
+///
+/// ```
+/// use value_watcher::ValueWatcher;
+///
+/// let queue_len = ValueWatcher::new(3usize);
+/// let drained = queue_len.wait_until(|n| *n == 0);
+/// queue_len.set(0);
+/// assert_eq!(pollster::block_on(drained), 0);
+/// ```
 #[must_use = "futures do nothing unless you `.await` or poll them"]
 pub struct WaitUntil<'a, T, F> {
     inner: Wait<'a, T, Until<F>>,
@@ -370,7 +425,11 @@ impl<'a, T, F: FnMut(&T) -> bool + 'static> WaitUntil<'a, T, F> {
     }
 }
 
-wait_future!(WaitUntil ['a, T, F] ['a, T, F] where [T: Clone + 'static, F: FnMut(&T) -> bool + 'static] => T);
+wait_future!(WaitUntil ['a, T, F] ['a, T, F] where [T: Clone + 'static, F: FnMut(&T) -> bool + 'static] => T,
+    setup: "let w = ValueWatcher::new(0);",
+    wait: "std::thread::scope(|s| {\n    s.spawn(|| for i in 1..=10 { w.set(i); });\n    // 5 if the wait started before 5 was set, else the value it found.\n    assert!(w.wait_until(|v| *v >= 5).wait() >= 5);\n});",
+    never: "w.wait_until(|v| *v > 100)",
+);
 immediate!(WaitUntil ['a, T, F] ['a, T, F]);
 
 /// Future of [`ValueWatcher::wait_for_change`]: completes with the new value
@@ -381,6 +440,22 @@ immediate!(WaitUntil ['a, T, F] ['a, T, F]);
 /// # Cancel safety
 ///
 /// Dropping it at any point unregisters it in O(1).
+///
+/// # Examples
+///
+/// ```
+/// use std::pin::pin;
+/// use std::task::{Context, Poll, Waker};
+/// use value_watcher::ValueWatcher;
+///
+/// let w = ValueWatcher::new('a');
+/// let mut next = pin!(w.wait_for_change());
+/// let mut cx = Context::from_waker(Waker::noop());
+/// assert_eq!(next.as_mut().poll(&mut cx), Poll::Pending); // never looks at 'a'
+/// w.set('b');
+/// w.set('c');
+/// assert_eq!(next.as_mut().poll(&mut cx), Poll::Ready('b'));
+/// ```
 #[must_use = "futures do nothing unless you `.await` or poll them"]
 pub struct WaitForChange<'a, T> {
     inner: Wait<'a, T, AnyChange>,
@@ -394,7 +469,11 @@ impl<'a, T> WaitForChange<'a, T> {
     }
 }
 
-wait_future!(WaitForChange ['a, T] ['a, T] where [T: Clone + 'static] => T);
+wait_future!(WaitForChange ['a, T] ['a, T] where [T: Clone + 'static] => T,
+    setup: "let w = ValueWatcher::new(0);",
+    wait: "use std::sync::atomic::{AtomicBool, Ordering};\n\nlet done = AtomicBool::new(false);\nstd::thread::scope(|s| {\n    s.spawn(|| while !done.load(Ordering::Relaxed) {\n        w.modify(|v| *v += 1);\n        std::thread::yield_now();\n    });\n    let next = w.wait_for_change().wait();\n    done.store(true, Ordering::Relaxed);\n    assert!(next > 0);\n});",
+    never: "w.wait_for_change()",
+);
 
 /// Future of [`ValueWatcher::wait_for_some`]: completes with the contents of
 /// the first `Some` value.
@@ -404,6 +483,21 @@ wait_future!(WaitForChange ['a, T] ['a, T] where [T: Clone + 'static] => T);
 /// # Cancel safety
 ///
 /// Dropping it at any point unregisters it in O(1).
+///
+/// # Examples
+///
+/// ```
+/// use value_watcher::ValueWatcher;
+///
+/// use futures_lite::future::{block_on, poll_once};
+///
+/// let peer = ValueWatcher::new(None);
+/// let mut addr = Box::pin(peer.wait_for_some());
+/// assert!(block_on(poll_once(&mut addr)).is_none()); // watching from here
+/// peer.set(Some("10.0.0.2"));
+/// peer.set(None); // gone again before the waiter ran
+/// assert_eq!(block_on(addr), "10.0.0.2");
+/// ```
 #[must_use = "futures do nothing unless you `.await` or poll them"]
 pub struct WaitForSome<'a, U> {
     inner: Wait<'a, Option<U>, IsSome>,
@@ -417,7 +511,11 @@ impl<'a, U> WaitForSome<'a, U> {
     }
 }
 
-wait_future!(WaitForSome ['a, U] ['a, U] where [U: Clone + 'static] => U);
+wait_future!(WaitForSome ['a, U] ['a, U] where [U: Clone + 'static] => U,
+    setup: "let w = ValueWatcher::<Option<u8>>::new(None);",
+    wait: "std::thread::scope(|s| {\n    s.spawn(|| w.set(Some(7)));\n    assert_eq!(w.wait_for_some().wait(), 7);\n});",
+    never: "w.wait_for_some()",
+);
 immediate!(WaitForSome ['a, U] ['a, U]);
 
 // === changes() ===
@@ -434,6 +532,22 @@ immediate!(WaitForSome ['a, U] ['a, U]);
 ///
 /// `next()` is cancel-safe: a dropped `next()` future loses nothing, the next
 /// one yields the latest value.
+///
+/// # Examples
+///
+/// ```
+/// use futures_lite::StreamExt;
+/// use value_watcher::ValueWatcher;
+///
+/// let w = ValueWatcher::new(0);
+/// let mut changes = w.changes();
+/// std::thread::scope(|s| {
+///     s.spawn(|| w.set(1));
+///     // 1, whenever the setter ran: the stream only counts transitions
+///     // after `changes()` was called.
+///     assert_eq!(futures_lite::future::block_on(changes.next()), Some(1));
+/// });
+/// ```
 #[must_use = "streams do nothing unless polled"]
 pub struct Changes<'a, T> {
     watcher: &'a ValueWatcher<T>,
