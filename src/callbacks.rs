@@ -130,6 +130,12 @@ impl<T> Callbacks<T> {
         }
     }
 
+    /// Whether no callback is registered.
+    #[inline]
+    pub(crate) fn is_empty(&self) -> bool {
+        self.snapshot.is_none()
+    }
+
     fn next_id(&mut self) -> u64 {
         let id = self.next_id;
         self.next_id += 1;

@@ -204,4 +204,4 @@ mod imp {
     }
 }
 
-pub(crate) use imp::Lock;
+pub(crate) use imp::{Guard, Lock};

@@ -237,6 +237,13 @@ impl<T> Waiters<T> {
         }
     }
 
+    /// Whether no node waits for a transition (nodes a setter has already
+    /// chosen do not count).
+    #[inline]
+    pub(crate) fn is_waiting_empty(&self) -> bool {
+        self.waiting.is_empty()
+    }
+
     /// Offers one transition to `value` to every waiting node.
     ///
     /// Each matching node is unlinked, receives its outcome, and has its waker
@@ -497,6 +504,7 @@ pub(crate) struct WakeBatch {
 }
 
 impl WakeBatch {
+    #[inline(always)]
     pub(crate) const fn new() -> Self {
         Self {
             wakers: [const { MaybeUninit::uninit() }; BATCH],

@@ -6,7 +6,7 @@ use core::fmt;
 use core::mem;
 
 use crate::callbacks::{CallbackId, Callbacks};
-use crate::lock::Lock;
+use crate::lock::{Guard, Lock};
 use crate::sync::loom_const_fn;
 use crate::wait::{
     AnyChange, Changes, Equals, IsSome, NotEquals, Until, WaitFor, WaitForChange, WaitForNot,
@@ -490,13 +490,8 @@ impl<T: Clone + PartialEq> ValueWatcher<T> {
     }
 
     /// Runs `f` under the lock and, if it made a transition, notifies.
+    #[inline]
     fn update<R>(&self, f: impl FnOnce(&mut T) -> (Update<T>, R)) -> R {
-        // Declared before the guard, so it is dropped after it: on every path,
-        // panics included, the wakers it collected are woken without the lock.
-        let mut notifier = Notifier {
-            watcher: self,
-            batch: WakeBatch::new(),
-        };
         let mut guard = self.state.lock();
         let state = &mut *guard;
         let (update, result) = f(&mut state.value);
@@ -509,16 +504,36 @@ impl<T: Clone + PartialEq> ValueWatcher<T> {
             Update::Replaced(old) => old,
         };
         state.version += 1;
-        state
-            .waiters
-            .notify_locked(&state.value, &mut notifier.batch);
+        if state.waiters.is_waiting_empty() && state.callbacks.is_empty() {
+            // Nobody to tell: the common uncontended set ends here.
+            drop(guard);
+        } else {
+            self.deliver(guard, &old);
+        }
+        drop(old);
+        result
+    }
+
+    /// Offers the transition just stored to the waiters and callbacks, then
+    /// releases the lock, wakes the chosen waiters and runs the callbacks.
+    fn deliver(&self, guard: Guard<'_, State<T>>, old: &T) {
+        // Drop order is the point: the guard is declared last, so on every
+        // path, panics included, the lock is released before the notifier
+        // wakes what the batch collected.
+        let mut batch = WakeBatch::new();
+        let notifier = Notifier {
+            watcher: self,
+            batch: &mut batch,
+        };
+        let mut guard = guard;
+        let state = &mut *guard;
+        state.waiters.notify_locked(&state.value, notifier.batch);
         let firing = state.callbacks.fire_locked(&state.value, state.version);
         drop(guard);
         drop(notifier);
         if let Some(firing) = firing {
-            firing.run(&old);
+            firing.run(old);
         }
-        result
     }
 
     /// Waits until the value equals `value`.
@@ -695,7 +710,7 @@ impl<U: Clone + 'static> ValueWatcher<Option<U>> {
 /// Wakes what a setter collected, after its lock guard is gone.
 struct Notifier<'a, T> {
     watcher: &'a ValueWatcher<T>,
-    batch: WakeBatch,
+    batch: &'a mut WakeBatch,
 }
 
 impl<T> Drop for Notifier<'_, T> {
@@ -708,7 +723,7 @@ impl<T> Drop for Notifier<'_, T> {
                 .state
                 .lock()
                 .waiters
-                .drain_queued_locked(&mut self.batch);
+                .drain_queued_locked(self.batch);
             self.batch.wake_all();
         }
     }
