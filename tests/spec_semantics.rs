@@ -575,3 +575,39 @@ fn s2_wait_deadline_with_no_match_returns_none_and_unregisters() {
     w.set(1);
     assert_eq!(count.count(), 1);
 }
+
+/// In its own module: `futures::StreamExt` and `futures_lite::StreamExt`
+/// both have `map`.
+mod with_futures_stream_ext {
+    use super::support;
+    use value_watcher::ValueWatcher;
+
+    #[test]
+    fn s3_13_changes_with_futures_stream_ext_and_a_foreign_setter() {
+        use futures::StreamExt as _;
+        let _dog = support::watchdog("changes with futures", 60);
+        let w = ValueWatcher::new(0u32);
+        let changes = w.changes();
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                // Each value is set only after the consumer has seen the previous
+                // one, so no burst is merged and the items are exactly 1..=5.
+                for v in 1..=5 {
+                    w.set(v);
+                    w.wait_for(v + 100).wait();
+                }
+            });
+            let seen: Vec<u32> = futures::executor::block_on(
+                changes
+                    .map(|v| {
+                        w.set(v + 100); // tell the setter we saw v
+                        v
+                    })
+                    .filter(|v| std::future::ready(*v < 100))
+                    .take(5)
+                    .collect(),
+            );
+            assert_eq!(seen, [1, 2, 3, 4, 5]);
+        });
+    }
+}
