@@ -320,14 +320,18 @@ pub(crate) struct Firing<T> {
 impl<T> Firing<T> {
     /// Runs the callbacks in registration order. With `std`, every callback
     /// runs even if an earlier one panicked, and the first panic is resumed
-    /// at the end.
-    pub(crate) fn run(self, old: &T) {
+    /// at the end (`panic`, caught under the lock, comes first, then `earlier`, a
+    /// waker's panic the setter caught).
+    pub(crate) fn run(self, old: &T, earlier: Option<Payload>) {
         let Firing {
             snapshot,
             new,
             version,
             mut panic,
         } = self;
+        if panic.is_none() {
+            panic = earlier;
+        }
         for callback in snapshot.iter() {
             let result = match &callback.entry {
                 Entry::Change(f) => match &new {

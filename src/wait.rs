@@ -582,11 +582,12 @@ impl<T: Clone> futures_core::Stream for Changes<'_, T> {
                 waiter.register_locked(&mut state.waiters, cx.waker());
                 return Poll::Pending;
             }
+            // Clone before recording the version: if `T::clone` panics, the
+            // stream has not consumed this transition and yields it on the
+            // next poll.
+            let value = state.value.clone();
             this.seen = state.version;
-            (
-                state.value.clone(),
-                waiter.cancel_locked(&mut state.waiters),
-            )
+            (value, waiter.cancel_locked(&mut state.waiters))
         };
         drop(leftover);
         Poll::Ready(Some(value))

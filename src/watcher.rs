@@ -8,6 +8,7 @@ use core::mem;
 use crate::callbacks::{CallbackId, Callbacks};
 use crate::lock::{Guard, Lock};
 use crate::sync::loom_const_fn;
+use crate::unwind::{self, Payload};
 use crate::wait::{
     AnyChange, Changes, Equals, IsSome, NotEquals, Until, WaitFor, WaitForChange, WaitForNot,
     WaitForSome, WaitUntil,
@@ -368,8 +369,9 @@ impl<T: Clone + PartialEq> ValueWatcher<T> {
     ///
     /// A panic in `T::eq` propagates with nothing changed. With `std`, panics
     /// in waiters' predicates or in `T::clone` for a waiter are delivered to
-    /// those waiters, and a panicking callback is resumed here after all
-    /// callbacks ran (the value is stored and waiters are woken). Without
+    /// those waiters, and a panicking callback or waker (`Waker::wake` of a
+    /// chosen waiter) is resumed here after every chosen waiter was woken and
+    /// every callback ran (the value is stored). Without
     /// `std` such a panic unwinds from here at once: the value is stored and
     /// the waiters already chosen are woken, but waiters not yet checked miss
     /// this transition. In every case the watcher is left unlocked and
@@ -530,9 +532,14 @@ impl<T: Clone + PartialEq> ValueWatcher<T> {
         state.waiters.notify_locked(&state.value, notifier.batch);
         let firing = state.callbacks.fire_locked(&state.value, state.version);
         drop(guard);
-        drop(notifier);
+        // A waker that panics (with `std`) neither keeps the other chosen
+        // waiters asleep nor skips the callbacks: everything is delivered,
+        // then the first panic resumes here.
+        let wake_panic = notifier.finish();
         if let Some(firing) = firing {
-            firing.run(old);
+            firing.run(old, wake_panic);
+        } else if let Some(payload) = wake_panic {
+            unwind::resume(payload);
         }
     }
 
@@ -713,19 +720,45 @@ struct Notifier<'a, T> {
     batch: &'a mut WakeBatch,
 }
 
-impl<T> Drop for Notifier<'_, T> {
-    fn drop(&mut self) {
-        self.batch.wake_all();
-        // More waiters matched than one batch holds: hand the rest out batch
-        // by batch, never waking under the lock.
-        while self.batch.take_overflow() {
+impl<T> Notifier<'_, T> {
+    /// Wakes every waiter the setter chose. With `std`, a panicking waker is
+    /// caught so the rest are still woken; its payload is returned.
+    fn finish(mut self) -> Option<Payload> {
+        let mut panic = None;
+        self.deliver_all(&mut panic);
+        panic
+    }
+
+    fn deliver_all(&mut self, panic: &mut Option<Payload>) {
+        loop {
+            // `wake_all` consumes each slot before waking it, so after a
+            // caught panic the next call goes on with the following slot.
+            while let Err(payload) = unwind::catch(|| self.batch.wake_all()) {
+                panic.get_or_insert(payload);
+            }
+            // More waiters matched than one batch holds: hand the rest out
+            // batch by batch, never waking under the lock.
+            if !self.batch.take_overflow() {
+                return;
+            }
             self.watcher
                 .state
                 .lock()
                 .waiters
                 .drain_queued_locked(self.batch);
-            self.batch.wake_all();
         }
+    }
+}
+
+impl<T> Drop for Notifier<'_, T> {
+    /// Only reached with work left when something unwound before
+    /// [`Notifier::finish`] (without `std`: a predicate, `Clone` or waker
+    /// panic): the chosen waiters are still woken on the way out.
+    fn drop(&mut self) {
+        // A waker's panic caught here is discarded: another panic is already
+        // unwinding, and it is the one the caller sees.
+        let mut _discarded = None;
+        self.deliver_all(&mut _discarded);
     }
 }
 
