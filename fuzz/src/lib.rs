@@ -1,0 +1,1615 @@
+//! Differential harness for `value-watcher`.
+//!
+//! [`run`] executes a small program of [`Op`]s twice over: against the real
+//! crate, and against a model of SPEC section 3 that is kept as plain as
+//! possible. After every operation it compares everything it can observe
+//! (return values, the value and version, poll results, wake-up counts,
+//! callback runs, panics and allocations) and panics on the first difference.
+//!
+//! # The model
+//!
+//! Each watcher is its current value plus the log of its transitions (SPEC
+//! §3.1); the version is the log's length (plus the version the run started
+//! at). A wait future remembers the log position of its first poll; what it
+//! must return follows from §3.2–3.3 alone: if it is immediate and the value
+//! at its first poll matches, that value, else the first log entry from its
+//! start on that matches. A log entry also records whether `Clone` was set to
+//! panic at that moment, which decides whether a matching waiter got the
+//! value or the panic (§3.10).
+//!
+//! Where the SPEC leaves the behaviour open, the harness asserts only what it
+//! does say (see `Harness::settle_callbacks` and `WaitState::Poisoned`).
+//!
+//! # Wakers that act
+//!
+//! A waker may carry one action, run inside its first `wake`: poll or drop
+//! another wait. Wakers run on the setter's thread after it unlocked, while
+//! it may still hold matched waiters in its queued list (more than a wake
+//! batch matched), so this reaches the paths where a queued waiter is
+//! completed or dropped before the setter gets to it. The waits therefore
+//! live in a thread-local the waker can reach, and the watchers are statics
+//! (so the waits are `'static`), reset at the start of each run.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::{Cell, RefCell};
+use std::fmt;
+use std::future::Future;
+use std::panic::{self, AssertUnwindSafe};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Once, OnceLock, PoisonError};
+use std::task::{Context, Poll, Wake, Waker};
+use std::time::{Duration, Instant};
+
+use arbitrary::{Arbitrary, Unstructured};
+use futures_core::Stream;
+use value_watcher::{CallbackId, Changes, ValueWatcher};
+
+/// Values live in `0..DOMAIN`, so that programs revisit them often.
+const DOMAIN: u8 = 8;
+/// Longest program run; the rest of the input is ignored.
+pub const MAX_OPS: usize = 64;
+/// Wait-future slots; more than two of a setter's wake batches (32 wakers
+/// each), so that one transition can leave matched waiters queued for a
+/// second and a third batch.
+const WAIT_SLOTS: usize = 72;
+/// `changes()` stream slots.
+const STREAM_SLOTS: usize = 2;
+
+fn d(x: u8) -> u8 {
+    x % DOMAIN
+}
+
+// === the program ===
+
+/// One fuzz input: initial values and the operations.
+#[derive(Debug, Clone)]
+pub struct Program {
+    /// Initial value of the main watcher (`ValueWatcher<V>`).
+    pub init: u8,
+    /// Initial value of the second watcher (`ValueWatcher<Option<V>>`).
+    pub init_opt: Option<u8>,
+    /// The operations (only the first [`MAX_OPS`] run).
+    pub ops: Vec<Op>,
+}
+
+/// Decodes operations until the input or [`MAX_OPS`] runs out (the derived
+/// `Vec` decoding spends a "keep going" byte per element, which makes most
+/// random programs one or two operations long).
+impl<'a> Arbitrary<'a> for Program {
+    fn arbitrary(u: &mut Unstructured<'a>) -> arbitrary::Result<Self> {
+        let init = u.arbitrary()?;
+        let init_opt = u.arbitrary()?;
+        let mut ops = Vec::new();
+        while !u.is_empty() && ops.len() < MAX_OPS {
+            ops.push(u.arbitrary()?);
+        }
+        Ok(Program {
+            init,
+            init_opt,
+            ops,
+        })
+    }
+}
+
+/// One operation. Numbers are reduced modulo the value domain or slot count.
+#[derive(Arbitrary, Debug, Clone, Copy)]
+pub enum Op {
+    /// `w.set(v)`.
+    Set(u8),
+    /// `w.set_if(v, cond)`.
+    SetIf(u8, Cond),
+    /// `w.modify(f)`.
+    Modify(Modify),
+    /// Creates a wait future in a slot (dropping what was there), unpolled.
+    Wait {
+        /// Slot index.
+        slot: u8,
+        /// Which wait.
+        kind: Kind,
+        /// `.immediate(..)` (ignored by `wait_for_change`).
+        immediate: bool,
+    },
+    /// Creates `count` waits of one kind in consecutive slots and polls each
+    /// once, each with its own waker.
+    WaitMany {
+        /// First slot.
+        slot: u8,
+        /// How many (up to the slot count).
+        count: u8,
+        /// Which wait.
+        kind: Kind,
+        /// `.immediate(..)`.
+        immediate: bool,
+    },
+    /// Polls the wait in a slot.
+    Poll {
+        /// Slot index.
+        slot: u8,
+        /// Which waker.
+        waker: WakerChoice,
+    },
+    /// Drops the wait in a slot.
+    DropWait(u8),
+    /// `w.on_change(..)`.
+    OnChange {
+        /// The callback panics after recording its call.
+        panics: bool,
+        /// The callback reads the watcher's value and version.
+        reads: bool,
+        /// The callback removes itself with `remove_callback`.
+        removes_self: bool,
+    },
+    /// `w.on_value(v, ..)`.
+    OnValue {
+        /// The target value.
+        value: u8,
+        /// The callback panics after recording its call.
+        panics: bool,
+    },
+    /// `w.remove_callback(id)` for one of the ids handed out so far.
+    Remove(u8),
+    /// `w.get()` on both watchers, and their `Debug` output.
+    Get,
+    /// Makes `V::clone` panic (or stop panicking) from now on.
+    ClonePanics(bool),
+    /// `w2.set(..)` on the `Option` watcher.
+    SetOpt(Option<u8>),
+    /// A blocking wait (`wait_timeout`, `wait_deadline`, `wait`) that can
+    /// only complete at once: the forms that would block are used only when
+    /// the model says the current value matches.
+    Blocking {
+        /// Which wait.
+        kind: Kind,
+        /// `.immediate(..)`.
+        immediate: bool,
+        /// Which blocking method.
+        how: Block,
+    },
+    /// Creates a `changes()` stream in a slot (dropping what was there).
+    Stream(u8),
+    /// Polls the stream in a slot.
+    PollStream(u8),
+    /// Drops the stream in a slot.
+    DropStream(u8),
+}
+
+/// The waker a poll passes.
+#[derive(Arbitrary, Debug, Clone, Copy)]
+pub enum WakerChoice {
+    /// The one passed last time (a new one the first time).
+    Same,
+    /// A new one, with its own wake counter.
+    Fresh,
+    /// A new one that runs an action when first woken.
+    Acting(WakeAction),
+}
+
+/// What an acting waker does inside its first `wake`.
+#[derive(Arbitrary, Debug, Clone, Copy)]
+pub struct WakeAction {
+    /// The wait slot it acts on (possibly its own).
+    pub target: u8,
+    /// Drop that wait (`true`) or poll it with its last waker.
+    pub drop: bool,
+}
+
+/// A blocking method of a wait future.
+#[derive(Arbitrary, Debug, Clone, Copy)]
+pub enum Block {
+    /// `wait_timeout(Duration::ZERO)`.
+    TimeoutZero,
+    /// `wait_deadline(now)`.
+    DeadlinePassed,
+    /// `wait_timeout(Duration::MAX)` (too large to add to `Instant::now()`).
+    TimeoutMax,
+    /// `wait()`.
+    Wait,
+}
+
+/// The condition of a `set_if`.
+#[derive(Arbitrary, Debug, Clone, Copy)]
+pub enum Cond {
+    /// Always true.
+    Always,
+    /// Always false.
+    Never,
+    /// The current value equals this one.
+    Equals(u8),
+    /// The current value is below this one.
+    Below(u8),
+    /// Panics.
+    Panics,
+}
+
+/// The closure of a `modify`.
+#[derive(Arbitrary, Debug, Clone, Copy)]
+pub enum Modify {
+    /// `v = (v + k) % 8`.
+    Add(u8),
+    /// `v ^= k % 8`.
+    Xor(u8),
+    /// `v = k % 8`.
+    Assign(u8),
+    /// `v = k % 8`, then panic.
+    Panics(u8),
+}
+
+/// Which wait future.
+#[derive(Arbitrary, Debug, Clone, Copy)]
+pub enum Kind {
+    /// `w.wait_for(v)`.
+    For(u8),
+    /// `w.wait_for_not(v)`.
+    ForNot(u8),
+    /// `w.wait_until(pred)`.
+    Until(Pred),
+    /// `w.wait_for_change()`.
+    Change,
+    /// `w2.wait_for_some()`.
+    Some,
+    /// `w2.wait_for_change()`.
+    OptChange,
+}
+
+/// The predicate of a `wait_until`.
+#[derive(Arbitrary, Debug, Clone, Copy)]
+pub enum Pred {
+    /// `v == a`.
+    Equals(u8),
+    /// `v != a`.
+    NotEquals(u8),
+    /// `a <= v <= b`.
+    Range(u8, u8),
+    /// `v` is even (`true`) or odd.
+    Even(bool),
+    /// Panics if `v == a`, else `v == b`.
+    PanicsOn(u8, u8),
+}
+
+// === injected panics ===
+
+/// The payload of every panic the harness injects. Any other panic is a bug.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Injected {
+    /// `V::clone`.
+    Clone,
+    /// A `wait_until` predicate, on this value.
+    Predicate(u8),
+    /// A callback, by registration index.
+    Callback(usize),
+    /// A `set_if` condition.
+    Condition,
+    /// A `modify` closure.
+    Modify,
+}
+
+thread_local! {
+    static CLONE_PANICS: Cell<bool> = const { Cell::new(false) };
+    /// Callback runs, in order.
+    static EVENTS: RefCell<Vec<Event>> = const { RefCell::new(Vec::new()) };
+    /// Injected panics raised or caught so far.
+    static INJECTED_PANICS: Cell<u64> = const { Cell::new(0) };
+    static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
+    /// The wait futures, with their model state (reachable from wakers).
+    static SLOTS: RefCell<Vec<Option<WaitSlot>>> = const { RefCell::new(Vec::new()) };
+    /// What acting wakers did during the current step.
+    static ACTIONS: RefCell<Vec<Action>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Keeps injected panics quiet; every other panic goes to the previous hook
+/// (under libFuzzer, that one aborts: a crash).
+fn install_panic_hook() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let previous = panic::take_hook();
+        panic::set_hook(Box::new(move |info| {
+            if info.payload().downcast_ref::<Injected>().is_some() {
+                INJECTED_PANICS.set(INJECTED_PANICS.get() + 1);
+            } else {
+                previous(info);
+            }
+        }));
+    });
+}
+
+/// Runs `f`; an injected panic becomes `Err`, any other panic continues.
+fn catch<R>(f: impl FnOnce() -> R) -> Result<R, Injected> {
+    panic::catch_unwind(AssertUnwindSafe(f)).map_err(|payload| {
+        match payload.downcast::<Injected>() {
+            Ok(injected) => {
+                // A resumed panic does not run the hook; count it here.
+                INJECTED_PANICS.set(INJECTED_PANICS.get() + 1);
+                *injected
+            }
+            Err(other) => panic::resume_unwind(other),
+        }
+    })
+}
+
+// === allocation counting ===
+
+/// A global allocator that counts the allocations of each thread. A binary
+/// that installs it (`#[global_allocator]`) turns on the checks of SPEC §3.8:
+/// setting, waiting and waking do not allocate.
+pub struct CountingAllocator;
+
+fn count_allocation() {
+    let _ = ALLOCATIONS.try_with(|n| n.set(n.get() + 1));
+}
+
+fn allocations() -> u64 {
+    ALLOCATIONS.get()
+}
+
+// SAFETY: every method forwards to `System` with the caller's arguments, so
+// `System`'s guarantees carry over; counting touches only a thread-local
+// `Cell` (no allocation, no destructor).
+unsafe impl GlobalAlloc for CountingAllocator {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        count_allocation();
+        // SAFETY: the caller upholds `GlobalAlloc::alloc`'s contract.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        count_allocation();
+        // SAFETY: as above.
+        unsafe { System.alloc_zeroed(layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        count_allocation();
+        // SAFETY: as above; `ptr` came from this allocator, i.e. from `System`.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: as above.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+/// Runs `f` under [`catch`] and counts its allocations on this thread:
+/// `None` if an injected panic happened in it (a panic allocates) or an
+/// acting waker ran (the harness's own work).
+fn measured<R>(f: impl FnOnce() -> R) -> (Result<R, Injected>, Option<u64>) {
+    let actions = ACTIONS.with(|a| a.borrow().len());
+    let allocs = allocations();
+    let panics = INJECTED_PANICS.get();
+    let result = catch(f);
+    let count = allocations() - allocs;
+    let clean = INJECTED_PANICS.get() == panics && ACTIONS.with(|a| a.borrow().len()) == actions;
+    (result, clean.then_some(count))
+}
+
+// === values and predicates ===
+
+/// The watched value: a `u8` whose `Clone` panics on demand. The harness
+/// itself never clones it (it rebuilds values from their `u8`).
+#[derive(PartialEq, Debug)]
+pub struct V(pub u8);
+
+impl Clone for V {
+    fn clone(&self) -> V {
+        if CLONE_PANICS.get() {
+            panic::panic_any(Injected::Clone);
+        }
+        V(self.0)
+    }
+}
+
+/// The main watcher.
+static MAIN: ValueWatcher<V> = ValueWatcher::new(V(0));
+/// The `Option` watcher, for `wait_for_some`.
+static OPT: ValueWatcher<Option<V>> = ValueWatcher::new(None);
+/// One run at a time uses the watchers (tests run on several threads).
+static RUN: Mutex<()> = Mutex::new(());
+/// Callbacks registered by the current run, removed at its end (or at the
+/// start of the next run, if it panicked).
+static REGISTERED: Mutex<Vec<CallbackId>> = Mutex::new(Vec::new());
+
+/// A model value: the main watcher's `V(x)` is `Some(x)`; the `Option`
+/// watcher's values are themselves.
+type MV = Option<u8>;
+
+/// What the predicate of a wait says about a value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verdict {
+    No,
+    Yes,
+    Panics(Injected),
+}
+
+impl Pred {
+    fn verdict(self, v: u8) -> Verdict {
+        let yes = match self {
+            Pred::Equals(a) => v == d(a),
+            Pred::NotEquals(a) => v != d(a),
+            Pred::Range(a, b) => d(a) <= v && v <= d(b),
+            Pred::Even(even) => v.is_multiple_of(2) == even,
+            Pred::PanicsOn(a, _) if v == d(a) => return Verdict::Panics(Injected::Predicate(v)),
+            Pred::PanicsOn(_, b) => v == d(b),
+        };
+        if yes { Verdict::Yes } else { Verdict::No }
+    }
+
+    /// The predicate handed to the crate.
+    fn real(self, v: &V) -> bool {
+        match self.verdict(v.0) {
+            Verdict::No => false,
+            Verdict::Yes => true,
+            Verdict::Panics(payload) => panic::panic_any(payload),
+        }
+    }
+}
+
+impl Kind {
+    /// Which watcher: 0 (the main one) or 1 (the `Option` one).
+    fn watcher(self) -> usize {
+        match self {
+            Kind::Some | Kind::OptChange => 1,
+            _ => 0,
+        }
+    }
+
+    fn checks_current(self, immediate: bool) -> bool {
+        immediate && !matches!(self, Kind::Change | Kind::OptChange)
+    }
+
+    fn verdict(self, value: MV) -> Verdict {
+        let yes = match (self, value) {
+            (Kind::Change | Kind::OptChange, _) => true,
+            (Kind::Some, v) => v.is_some(),
+            (Kind::For(a), Some(v)) => v == d(a),
+            (Kind::ForNot(a), Some(v)) => v != d(a),
+            (Kind::Until(pred), Some(v)) => return pred.verdict(v),
+            (_, None) => unreachable!("main watcher holds Some"),
+        };
+        if yes { Verdict::Yes } else { Verdict::No }
+    }
+
+    /// Creates the crate's future for this wait.
+    fn future(self, immediate: bool) -> Fut {
+        match self {
+            Kind::For(a) => Fut::Main(Box::pin(MAIN.wait_for(V(d(a))).immediate(immediate))),
+            Kind::ForNot(a) => Fut::Main(Box::pin(MAIN.wait_for_not(V(d(a))).immediate(immediate))),
+            Kind::Until(pred) => Fut::Main(Box::pin(
+                MAIN.wait_until(move |v: &V| pred.real(v))
+                    .immediate(immediate),
+            )),
+            Kind::Change => Fut::Main(Box::pin(MAIN.wait_for_change())),
+            Kind::Some => Fut::Main(Box::pin(OPT.wait_for_some().immediate(immediate))),
+            Kind::OptChange => Fut::Opt(Box::pin(OPT.wait_for_change())),
+        }
+    }
+}
+
+// === wakers ===
+
+/// A waker that counts its wake-ups, and may act on its first one.
+struct Counter {
+    count: AtomicUsize,
+    action: Option<WakeAction>,
+    acted: AtomicBool,
+}
+
+impl Counter {
+    fn new(action: Option<WakeAction>) -> Arc<Counter> {
+        Arc::new(Counter {
+            count: AtomicUsize::new(0),
+            action,
+            acted: AtomicBool::new(false),
+        })
+    }
+
+    fn count(&self) -> usize {
+        self.count.load(Ordering::SeqCst)
+    }
+}
+
+impl Wake for Counter {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.count.fetch_add(1, Ordering::SeqCst);
+        if let Some(action) = self.action
+            && !self.acted.swap(true, Ordering::SeqCst)
+        {
+            act(action);
+        }
+    }
+}
+
+/// What an acting waker did, for the harness to check after the step.
+enum Action {
+    Polled {
+        slot: usize,
+        result: PollResult,
+    },
+    /// The future is gone; the slot is removed when the step is settled.
+    Dropped {
+        slot: usize,
+    },
+}
+
+/// Runs a waker's action on the wait slots (inside `wake`).
+fn act(action: WakeAction) {
+    let slot = usize::from(action.target) % WAIT_SLOTS;
+    let done = SLOTS.with(|slots| {
+        let mut slots = slots
+            .try_borrow_mut()
+            .expect("a waker ran while the harness was using the wait slots");
+        let wait = slots[slot].as_mut()?;
+        if action.drop {
+            // Keep the slot (its model state) until the step is settled: an
+            // earlier action may have polled it.
+            drop(wait.fut.take()?);
+            Some(Action::Dropped { slot })
+        } else {
+            let result = wait.poll(false)?;
+            Some(Action::Polled { slot, result })
+        }
+    });
+    if let Some(done) = done {
+        ACTIONS.with(|a| a.borrow_mut().push(done));
+    }
+}
+
+// === callbacks ===
+
+/// What a callback records when it runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Event {
+    Change {
+        tag: usize,
+        old: u8,
+        new: u8,
+        /// `(value, version)` read from inside the callback.
+        seen: Option<(u8, u64)>,
+        /// What `remove_callback` of its own id returned.
+        removed_self: Option<bool>,
+    },
+    Value {
+        tag: usize,
+    },
+}
+
+fn record(event: Event) {
+    EVENTS.with(|events| events.borrow_mut().push(event));
+}
+
+/// Takes the recorded events, keeping the buffer's capacity (so recording
+/// does not allocate while a setter is measured).
+fn take_events() -> Vec<Event> {
+    EVENTS.with(|events| events.borrow_mut().drain(..).collect())
+}
+
+fn event_tag(event: &Event) -> usize {
+    match event {
+        Event::Change { tag, .. } | Event::Value { tag } => *tag,
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum CbKind {
+    Change { reads: bool, removes_self: bool },
+    Value { target: u8 },
+}
+
+struct MCallback {
+    id: Option<CallbackId>,
+    kind: CbKind,
+    panics: bool,
+    /// Registered and (for `on_value`) not fired yet.
+    live: bool,
+}
+
+/// A callback run the model expects from one transition.
+struct Expected {
+    event: Event,
+    panics: bool,
+    /// May be missing: an `on_change` whose clone of the new value panicked.
+    optional: bool,
+}
+
+// === model state ===
+
+#[derive(Clone, Copy)]
+struct Entry {
+    value: MV,
+    /// `Clone` panicked at this transition.
+    clone_panics: bool,
+}
+
+struct MWatcher {
+    value: MV,
+    /// The crate's version when the run started.
+    base: u64,
+    log: Vec<Entry>,
+}
+
+impl MWatcher {
+    fn version(&self) -> u64 {
+        self.base + self.log.len() as u64
+    }
+}
+
+/// How a wait ends in the model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    Ready(MV),
+    Panics(Injected),
+}
+
+/// The model state of a wait future.
+#[derive(Debug, Clone, Copy)]
+enum WaitState {
+    /// Created, never polled.
+    Fresh,
+    /// First polled when the log had `start` entries; pending.
+    Watching { start: usize },
+    /// Completed (returned or resumed its panic); its wake count was `frozen`.
+    Done { frozen: usize },
+    /// Its first poll panicked. The SPEC says nothing more about it, so
+    /// nothing more is checked (it is still polled and dropped, for the
+    /// sanitizer's sake).
+    Poisoned,
+    /// A poisoned wait that returned or panicked again: never polled again.
+    Dead,
+}
+
+/// What polling a wait gave: its output as a model value, or a panic.
+type PollResult = Result<Poll<MV>, Injected>;
+
+/// A wait future of either watcher, its output turned into a model value.
+enum Fut {
+    Main(Pin<Box<dyn Future<Output = V>>>),
+    Opt(Pin<Box<dyn Future<Output = Option<V>>>>),
+}
+
+impl Fut {
+    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<MV> {
+        match self {
+            Fut::Main(fut) => fut.as_mut().poll(cx).map(|v| Some(v.0)),
+            Fut::Opt(fut) => fut.as_mut().poll(cx).map(|v| v.map(|v| v.0)),
+        }
+    }
+}
+
+struct WaitSlot {
+    /// `None` once an acting waker dropped it (until the step is settled).
+    fut: Option<Fut>,
+    kind: Kind,
+    immediate: bool,
+    state: WaitState,
+    wakers: Vec<Arc<Counter>>,
+    /// The crate's future returned or resumed a panic: polling it again
+    /// would be the caller's bug.
+    finished: bool,
+}
+
+impl WaitSlot {
+    /// Polls with the last waker (or a new one), unless finished; returns
+    /// the result and the allocation count.
+    fn poll(&mut self, new_waker: bool) -> Option<PollResult> {
+        self.poll_measured(new_waker.then_some(None))
+            .map(|(r, _)| r)
+    }
+
+    /// `new_waker`: `None` reuses the last waker, `Some(action)` makes one.
+    fn poll_measured(
+        &mut self,
+        new_waker: Option<Option<WakeAction>>,
+    ) -> Option<(PollResult, Option<u64>)> {
+        if self.finished || matches!(self.state, WaitState::Done { .. } | WaitState::Dead) {
+            return None;
+        }
+        let fut = self.fut.as_mut()?;
+        if let Some(action) = new_waker {
+            self.wakers.push(Counter::new(action));
+        } else if self.wakers.is_empty() {
+            self.wakers.push(Counter::new(None));
+        }
+        let waker = Waker::from(self.wakers.last().expect("just ensured").clone());
+        let (result, allocs) = measured(|| fut.poll(&mut Context::from_waker(&waker)));
+        drop(waker);
+        // A panic in the first poll (its own check of the current value)
+        // leaves the future unfinished; a later one resumes an outcome.
+        self.finished = match result {
+            Ok(Poll::Pending) => false,
+            Ok(Poll::Ready(_)) => true,
+            Err(_) => !matches!(self.state, WaitState::Fresh),
+        };
+        Some((result, allocs))
+    }
+
+    fn wake_count(&self) -> usize {
+        self.wakers.iter().map(|c| c.count()).sum()
+    }
+}
+
+struct StreamSlot {
+    stream: Changes<'static, V>,
+    waker: Arc<Counter>,
+    /// The version the stream has reported up to.
+    seen: u64,
+    /// `Some(version)` while registered by a pending poll at that version.
+    registered: Option<u64>,
+    /// The wake count at the last poll.
+    base: usize,
+    /// A poll panicked (a panicking `Clone`): the SPEC says nothing more.
+    poisoned: bool,
+}
+
+// === the harness ===
+
+struct Harness {
+    model: [MWatcher; 2],
+    clone_panics: bool,
+    streams: Vec<Option<StreamSlot>>,
+    callbacks: Vec<MCallback>,
+    /// A [`CountingAllocator`] is installed: check SPEC §3.8.
+    counting: bool,
+}
+
+/// Runs `program` against the crate and the model; panics on a difference.
+pub fn run(program: &Program) {
+    install_panic_hook();
+    let _one_at_a_time = RUN.lock().unwrap_or_else(PoisonError::into_inner);
+    CLONE_PANICS.set(false);
+    take_events();
+    ACTIONS.with(|a| a.borrow_mut().clear());
+    SLOTS.with(|slots| {
+        let mut slots = slots.borrow_mut();
+        slots.clear();
+        slots.resize_with(WAIT_SLOTS, || None);
+    });
+    // Leftovers of a run that panicked (in a test).
+    for id in REGISTERED
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .drain(..)
+    {
+        MAIN.remove_callback(id);
+    }
+    // Room for every callback run and waker action of one step, so recording
+    // them never allocates.
+    EVENTS.with(|events| events.borrow_mut().reserve(4 * MAX_OPS));
+    ACTIONS.with(|a| a.borrow_mut().reserve(4 * WAIT_SLOTS));
+    let counting = {
+        let before = allocations();
+        drop(std::hint::black_box(Box::new(0u8)));
+        allocations() != before
+    };
+
+    let init = d(program.init);
+    let init_opt = program.init_opt.map(d);
+    MAIN.set(V(init));
+    OPT.set(init_opt.map(V));
+    let mut h = Harness {
+        model: [
+            MWatcher {
+                value: Some(init),
+                base: MAIN.version(),
+                log: Vec::new(),
+            },
+            MWatcher {
+                value: init_opt,
+                base: OPT.version(),
+                log: Vec::new(),
+            },
+        ],
+        clone_panics: false,
+        streams: (0..STREAM_SLOTS).map(|_| None).collect(),
+        callbacks: Vec::new(),
+        counting,
+    };
+    h.check_at(&"start");
+    for (step, op) in program.ops.iter().take(MAX_OPS).enumerate() {
+        h.step(step, *op);
+    }
+    for slot in 0..WAIT_SLOTS {
+        h.drop_wait(slot);
+    }
+    for slot in 0..STREAM_SLOTS {
+        h.drop_stream(slot);
+    }
+    CLONE_PANICS.set(false);
+    for (tag, cb) in h.callbacks.iter().enumerate() {
+        if let Some(id) = cb.id {
+            assert_eq!(
+                MAIN.remove_callback(id),
+                cb.live,
+                "end: remove_callback of #{tag} ({:?})",
+                cb.kind
+            );
+        }
+    }
+    REGISTERED
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clear();
+    assert_eq!(take_events(), [], "end: callbacks ran");
+}
+
+/// Prints the failing step with the assertion.
+struct Step(usize, Op);
+
+impl fmt::Display for Step {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "step {}: {:?}", self.0, self.1)
+    }
+}
+
+fn with_slots<R>(f: impl FnOnce(&mut Vec<Option<WaitSlot>>) -> R) -> R {
+    SLOTS.with(|slots| f(&mut slots.borrow_mut()))
+}
+
+impl Harness {
+    fn step(&mut self, step: usize, op: Op) {
+        let at = Step(step, op);
+        match op {
+            Op::Set(x) => self.set(d(x), &at),
+            Op::SetIf(x, cond) => self.set_if(d(x), cond, &at),
+            Op::Modify(m) => self.modify(m, &at),
+            Op::Wait {
+                slot,
+                kind,
+                immediate,
+            } => self.create_wait(usize::from(slot) % WAIT_SLOTS, kind, immediate),
+            Op::WaitMany {
+                slot,
+                count,
+                kind,
+                immediate,
+            } => {
+                for i in 0..usize::from(count) % (WAIT_SLOTS + 1) {
+                    let slot = (usize::from(slot) + i) % WAIT_SLOTS;
+                    self.create_wait(slot, kind, immediate);
+                    self.poll_wait(slot, WakerChoice::Fresh, &at);
+                }
+            }
+            Op::Poll { slot, waker } => self.poll_wait(usize::from(slot) % WAIT_SLOTS, waker, &at),
+            Op::DropWait(slot) => self.drop_wait(usize::from(slot) % WAIT_SLOTS),
+            Op::OnChange {
+                panics,
+                reads,
+                removes_self,
+            } => self.on_change(panics, reads, removes_self),
+            Op::OnValue { value, panics } => self.on_value(d(value), panics, &at),
+            Op::Remove(i) => self.remove(i, &at),
+            Op::Get => self.get(&at),
+            Op::ClonePanics(on) => {
+                CLONE_PANICS.set(on);
+                self.clone_panics = on;
+            }
+            Op::SetOpt(x) => self.set_opt(x.map(d), &at),
+            Op::Blocking {
+                kind,
+                immediate,
+                how,
+            } => self.blocking(kind, immediate, how, &at),
+            Op::Stream(slot) => self.create_stream(usize::from(slot) % STREAM_SLOTS),
+            Op::PollStream(slot) => self.poll_stream(usize::from(slot) % STREAM_SLOTS, &at),
+            Op::DropStream(slot) => self.drop_stream(usize::from(slot) % STREAM_SLOTS),
+        }
+        self.settle_actions(&at);
+        assert_eq!(
+            take_events(),
+            [],
+            "{at}: callbacks ran outside a transition"
+        );
+        self.check_at(&at);
+    }
+
+    /// Compares everything observable without side effects.
+    fn check_at(&self, at: &dyn fmt::Display) {
+        assert_eq!(MAIN.version(), self.model[0].version(), "{at}: version");
+        assert_eq!(Some(MAIN.with(|v| v.0)), self.model[0].value, "{at}: value");
+        assert_eq!(
+            OPT.version(),
+            self.model[1].version(),
+            "{at}: version (Option watcher)"
+        );
+        assert_eq!(
+            OPT.with(|v| v.as_ref().map(|v| v.0)),
+            self.model[1].value,
+            "{at}: value (Option watcher)"
+        );
+        with_slots(|slots| {
+            for (i, slot) in slots.iter().enumerate() {
+                let Some(slot) = slot else { continue };
+                let total = slot.wake_count();
+                match slot.state {
+                    WaitState::Fresh => {
+                        assert_eq!(total, 0, "{at}: unpolled wait {i} was woken")
+                    }
+                    // SPEC §3.5: woken once matched, not before.
+                    WaitState::Watching { start } => {
+                        if self.first_match(slot.kind, start).is_some() {
+                            let last = slot.wakers.last().expect("polled with a waker").count();
+                            assert!(
+                                last >= 1,
+                                "{at}: wait {i} ({:?}) matched but not woken",
+                                slot.kind
+                            );
+                        } else {
+                            assert_eq!(
+                                total, 0,
+                                "{at}: wait {i} ({:?}) woken without a match",
+                                slot.kind
+                            );
+                        }
+                    }
+                    WaitState::Done { frozen } => {
+                        assert_eq!(total, frozen, "{at}: wait {i} woken after it completed")
+                    }
+                    WaitState::Poisoned | WaitState::Dead => {}
+                }
+            }
+        });
+        for (i, slot) in self.streams.iter().enumerate() {
+            let Some(s) = slot else { continue };
+            if s.poisoned {
+                continue;
+            }
+            let count = s.waker.count();
+            match s.registered {
+                Some(at_version) if self.model[0].version() > at_version => {
+                    assert!(count > s.base, "{at}: stream {i} not woken by a transition")
+                }
+                _ => assert_eq!(count, s.base, "{at}: stream {i} woken without a transition"),
+            }
+        }
+    }
+
+    /// Whether cloning `value` panics now (`None` clones without `V::clone`).
+    fn clone_panics_for(&self, value: MV) -> bool {
+        self.clone_panics && value.is_some()
+    }
+
+    /// The first transition from `start` on that ends a wait of `kind`, and
+    /// how it ends it (SPEC §3.2, §3.10).
+    fn first_match(&self, kind: Kind, start: usize) -> Option<Outcome> {
+        self.model[kind.watcher()].log[start..]
+            .iter()
+            .find_map(|entry| match kind.verdict(entry.value) {
+                Verdict::No => None,
+                Verdict::Panics(payload) => Some(Outcome::Panics(payload)),
+                Verdict::Yes if entry.clone_panics => Some(Outcome::Panics(Injected::Clone)),
+                Verdict::Yes => Some(Outcome::Ready(entry.value)),
+            })
+    }
+
+    // --- setters ---
+
+    fn set(&mut self, x: u8, at: &Step) {
+        let (result, allocs) = measured(|| MAIN.set(V(x)));
+        let transition = self.model[0].value != Some(x);
+        let expected = if transition {
+            self.transition(x)
+        } else {
+            Vec::new()
+        };
+        let removed = self.settle_callbacks(expected, result, transition, at);
+        self.assert_no_allocation(allocs.filter(|_| !removed), at);
+    }
+
+    fn set_if(&mut self, x: u8, cond: Cond, at: &Step) {
+        let (result, allocs) = measured(|| {
+            MAIN.set_if(V(x), |v| match cond {
+                Cond::Always => true,
+                Cond::Never => false,
+                Cond::Equals(a) => v.0 == d(a),
+                Cond::Below(a) => v.0 < d(a),
+                Cond::Panics => panic::panic_any(Injected::Condition),
+            })
+        });
+        let current = self.model[0].value.expect("main watcher holds Some");
+        let holds = match cond {
+            Cond::Always => true,
+            Cond::Never => false,
+            Cond::Equals(a) => current == d(a),
+            Cond::Below(a) => current < d(a),
+            Cond::Panics => {
+                // The condition's panic propagates; nothing changes.
+                assert_eq!(result, Err(Injected::Condition), "{at}: set_if result");
+                return;
+            }
+        };
+        let expected = if holds && current != x {
+            self.transition(x)
+        } else {
+            Vec::new()
+        };
+        let removed = self.settle_callbacks(expected, result, holds, at);
+        self.assert_no_allocation(allocs.filter(|_| !removed), at);
+    }
+
+    fn modify(&mut self, m: Modify, at: &Step) {
+        let (result, allocs) = measured(|| {
+            MAIN.modify(|v| match m {
+                Modify::Add(k) => v.0 = (v.0 + d(k)) % DOMAIN,
+                Modify::Xor(k) => v.0 ^= d(k),
+                Modify::Assign(k) => v.0 = d(k),
+                Modify::Panics(k) => {
+                    v.0 = d(k);
+                    panic::panic_any(Injected::Modify);
+                }
+            })
+        });
+        let current = self.model[0].value.expect("main watcher holds Some");
+        let new = match m {
+            Modify::Add(k) => (current + d(k)) % DOMAIN,
+            Modify::Xor(k) => current ^ d(k),
+            Modify::Assign(k) => d(k),
+            Modify::Panics(_) => {
+                // SPEC §3.11: old value kept, nothing notified, panic
+                // propagates. With `Clone` panicking, the panic may be that one.
+                let allowed = [
+                    Some(Injected::Modify),
+                    self.clone_panics.then_some(Injected::Clone),
+                ];
+                assert!(
+                    matches!(result, Err(p) if allowed.contains(&Some(p))),
+                    "{at}: modify result {result:?}"
+                );
+                return;
+            }
+        };
+        // A `Clone` panic may stop `modify` before it changed anything (the
+        // SPEC only promises a usable watcher): accept that outcome as a
+        // whole, checked by the version staying put.
+        if self.clone_panics
+            && result == Err(Injected::Clone)
+            && MAIN.version() == self.model[0].version()
+        {
+            return;
+        }
+        let transition = new != current;
+        let expected = if transition {
+            self.transition(new)
+        } else {
+            Vec::new()
+        };
+        let removed = self.settle_callbacks(expected, result, transition, at);
+        self.assert_no_allocation(allocs.filter(|_| !removed), at);
+    }
+
+    fn set_opt(&mut self, x: Option<u8>, at: &Step) {
+        let (result, allocs) = measured(|| OPT.set(x.map(V)));
+        let transition = self.model[1].value != x;
+        if transition {
+            self.model[1].value = x;
+            let clone_panics = self.clone_panics_for(x);
+            self.model[1].log.push(Entry {
+                value: x,
+                clone_panics,
+            });
+        }
+        // No callbacks on this watcher; waiters' panics stay with them.
+        assert_eq!(result, Ok(transition), "{at}: set on the Option watcher");
+        self.assert_no_allocation(allocs, at);
+    }
+
+    /// Applies a transition of the main watcher to `x` in the model and
+    /// returns the callback runs it should cause, in order (SPEC §3.9).
+    fn transition(&mut self, x: u8) -> Vec<Expected> {
+        let old = self.model[0].value.expect("main watcher holds Some");
+        self.model[0].value = Some(x);
+        self.model[0].log.push(Entry {
+            value: Some(x),
+            clone_panics: self.clone_panics,
+        });
+        let version = self.model[0].version();
+        let mut expected = Vec::new();
+        for (tag, cb) in self.callbacks.iter_mut().enumerate() {
+            if !cb.live {
+                continue;
+            }
+            match cb.kind {
+                CbKind::Change {
+                    reads,
+                    removes_self,
+                } => expected.push(Expected {
+                    event: Event::Change {
+                        tag,
+                        old,
+                        new: x,
+                        seen: reads.then_some((x, version)),
+                        removed_self: removes_self.then_some(true),
+                    },
+                    panics: cb.panics,
+                    optional: self.clone_panics,
+                }),
+                CbKind::Value { target } if target == x => {
+                    cb.live = false;
+                    expected.push(Expected {
+                        event: Event::Value { tag },
+                        panics: cb.panics,
+                        optional: false,
+                    });
+                }
+                CbKind::Value { .. } => {}
+            }
+        }
+        expected
+    }
+
+    /// SPEC §3.8: setting, waiting and waking do not allocate (for `V`, whose
+    /// `Clone` does not). `allocs` is `None` where that does not apply.
+    fn assert_no_allocation(&self, allocs: Option<u64>, at: &dyn fmt::Display) {
+        if let (true, Some(n)) = (self.counting, allocs) {
+            assert_eq!(n, 0, "{at}: allocated {n} times");
+        }
+    }
+
+    /// Checks the callbacks a setter ran and what it returned; returns
+    /// whether a callback removed itself (which may allocate).
+    ///
+    /// SPEC §3.9: the callbacks run in registration order, all of them even
+    /// if some panic, and then the first panic resumes in the setter. The
+    /// SPEC does not say what happens to an `on_change` callback when `Clone`
+    /// panics while the setter copies the new value for it: such runs may be
+    /// missing (but never reordered or wrong), and the setter may then resume
+    /// that `Clone` panic.
+    fn settle_callbacks(
+        &mut self,
+        expected: Vec<Expected>,
+        result: Result<bool, Injected>,
+        returns: bool,
+        at: &Step,
+    ) -> bool {
+        let actual = take_events();
+        let removed = actual.iter().any(|e| {
+            matches!(
+                e,
+                Event::Change {
+                    removed_self: Some(_),
+                    ..
+                }
+            )
+        });
+        let mut actual_iter = actual.iter().peekable();
+        let mut first_panic = None;
+        let mut clone_may_panic = false;
+        for e in &expected {
+            clone_may_panic |= e.optional;
+            if actual_iter.peek() == Some(&&e.event) {
+                actual_iter.next();
+                if e.panics && first_panic.is_none() {
+                    first_panic = Some(Injected::Callback(event_tag(&e.event)));
+                }
+                if let Event::Change {
+                    tag,
+                    removed_self: Some(_),
+                    ..
+                } = e.event
+                {
+                    self.callbacks[tag].live = false;
+                }
+            } else {
+                assert!(
+                    e.optional,
+                    "{at}: missing callback run {:?}; ran: {actual:?}",
+                    e.event
+                );
+            }
+        }
+        assert!(
+            actual_iter.next().is_none(),
+            "{at}: callback runs {actual:?}, expected {:?}",
+            expected.iter().map(|e| &e.event).collect::<Vec<_>>()
+        );
+        match result {
+            Ok(r) => {
+                assert_eq!(
+                    first_panic, None,
+                    "{at}: a callback panicked but the setter returned"
+                );
+                assert_eq!(r, returns, "{at}: setter result");
+            }
+            Err(payload) => assert!(
+                Some(payload) == first_panic || (clone_may_panic && payload == Injected::Clone),
+                "{at}: setter panicked with {payload:?}, expected {first_panic:?}"
+            ),
+        }
+        removed
+    }
+
+    // --- reads ---
+
+    fn get(&mut self, at: &Step) {
+        let got = catch(|| MAIN.get().0);
+        let got2 = catch(|| OPT.get().map(|v| v.0));
+        if self.clone_panics {
+            // A panicking `Clone` propagates from `get` (the watcher is
+            // checked usable after every step).
+            assert_eq!(got, Err(Injected::Clone), "{at}: get");
+            let expected2 = if self.model[1].value.is_some() {
+                Err(Injected::Clone)
+            } else {
+                Ok(None)
+            };
+            assert_eq!(got2, expected2, "{at}: get (Option watcher)");
+        } else {
+            assert_eq!(got.ok(), self.model[0].value, "{at}: get");
+            assert_eq!(got2, Ok(self.model[1].value), "{at}: get (Option watcher)");
+        }
+        // SPEC §3.14: Debug shows the value and the version.
+        let shown = format!("{MAIN:?}");
+        let value = format!("{:?}", V(self.model[0].value.expect("Some")));
+        let version = self.model[0].version().to_string();
+        assert!(
+            shown.contains(&value) && shown.contains(&version),
+            "{at}: Debug {shown:?} lacks {value} or version {version}"
+        );
+    }
+
+    // --- waits ---
+
+    fn create_wait(&mut self, slot: usize, kind: Kind, immediate: bool) {
+        self.drop_wait(slot);
+        let fut = kind.future(immediate);
+        with_slots(|slots| {
+            slots[slot] = Some(WaitSlot {
+                fut: Some(fut),
+                kind,
+                immediate,
+                state: WaitState::Fresh,
+                wakers: Vec::new(),
+                finished: false,
+            })
+        });
+    }
+
+    fn poll_wait(&mut self, slot: usize, choice: WakerChoice, at: &Step) {
+        let new_waker = match choice {
+            WakerChoice::Same => None,
+            WakerChoice::Fresh => Some(None),
+            WakerChoice::Acting(action) => Some(Some(action)),
+        };
+        let Some((result, allocs)) =
+            with_slots(|slots| slots[slot].as_mut()?.poll_measured(new_waker))
+        else {
+            return;
+        };
+        let what = self.settle_poll(slot, result, at);
+        self.assert_no_allocation(allocs, &format_args!("{at}: {what}"));
+    }
+
+    /// Checks one poll result of the wait in `slot` against the model and
+    /// advances its state; returns a description for messages.
+    fn settle_poll(&self, slot: usize, result: PollResult, at: &Step) -> PollOf {
+        with_slots(|slots| {
+            let wait = slots[slot].as_mut().expect("polled, so present");
+            let (kind, immediate, state) = (wait.kind, wait.immediate, wait.state);
+            let total = wait.wake_count();
+            let model = &self.model[kind.watcher()];
+            let (expected, next) = match state {
+                WaitState::Poisoned => {
+                    let next = match result {
+                        Ok(Poll::Pending) => WaitState::Poisoned,
+                        _ => WaitState::Dead,
+                    };
+                    (result, next)
+                }
+                WaitState::Fresh => {
+                    // SPEC §3.2/3.3: starts watching now; checks the current
+                    // value first if immediate.
+                    let start = model.log.len();
+                    let verdict = if kind.checks_current(immediate) {
+                        kind.verdict(model.value)
+                    } else {
+                        Verdict::No
+                    };
+                    match verdict {
+                        // §3.10: a predicate panicking in its own first poll
+                        // panics in that poll.
+                        Verdict::Panics(p) => (Err(p), WaitState::Poisoned),
+                        // Returning the current value needs a clone of it.
+                        Verdict::Yes if self.clone_panics_for(model.value) => {
+                            (Err(Injected::Clone), WaitState::Poisoned)
+                        }
+                        Verdict::Yes => (
+                            Ok(Poll::Ready(model.value)),
+                            WaitState::Done { frozen: total },
+                        ),
+                        Verdict::No => (Ok(Poll::Pending), WaitState::Watching { start }),
+                    }
+                }
+                WaitState::Watching { start } => match self.first_match(kind, start) {
+                    None => (Ok(Poll::Pending), WaitState::Watching { start }),
+                    Some(Outcome::Ready(v)) => {
+                        (Ok(Poll::Ready(v)), WaitState::Done { frozen: total })
+                    }
+                    Some(Outcome::Panics(p)) => (Err(p), WaitState::Done { frozen: total }),
+                },
+                WaitState::Done { .. } | WaitState::Dead => {
+                    unreachable!("finished waits are not polled")
+                }
+            };
+            let what = PollOf {
+                slot,
+                kind,
+                immediate,
+                state,
+            };
+            assert_eq!(result, expected, "{at}: {what}");
+            wait.state = next;
+            what
+        })
+    }
+
+    /// Checks what acting wakers did during this step. Their polls ran after
+    /// the step's transition was stored and matched (wakers run after the
+    /// setter's walk), so the model's expectations are those of a poll right
+    /// after the step; wake counts are frozen only now, since the setter may
+    /// still have woken a waiter after another waker completed it.
+    fn settle_actions(&mut self, at: &Step) {
+        let actions: Vec<Action> = ACTIONS.with(|a| a.borrow_mut().drain(..).collect());
+        for action in actions {
+            match action {
+                Action::Polled { slot, result } => {
+                    self.settle_poll(slot, result, at);
+                }
+                Action::Dropped { slot } => {
+                    let wait = with_slots(|slots| slots[slot].take()).expect("dropped in place");
+                    assert_released(
+                        &wait.wakers,
+                        &format_args!("{at}: wait {slot} dropped by a waker"),
+                    );
+                }
+            }
+        }
+    }
+
+    fn blocking(&mut self, kind: Kind, immediate: bool, how: Block, at: &Step) {
+        let model = &self.model[kind.watcher()];
+        let verdict = if kind.checks_current(immediate) {
+            kind.verdict(model.value)
+        } else {
+            Verdict::No
+        };
+        // SPEC §3.3: a matching current value completes a blocking wait at
+        // once, even past its deadline; §2: a timeout too large for
+        // `Instant` means no deadline.
+        let expected = match verdict {
+            Verdict::Panics(p) => Err(p),
+            Verdict::Yes if self.clone_panics_for(model.value) => Err(Injected::Clone),
+            Verdict::Yes => Ok(Some(model.value)),
+            Verdict::No => Ok(None),
+        };
+        let how = match (how, verdict) {
+            // These would block for good.
+            (Block::TimeoutMax | Block::Wait, Verdict::No) => Block::TimeoutZero,
+            (how, _) => how,
+        };
+        macro_rules! block {
+            ($fut:expr) => {{
+                let fut = $fut;
+                match how {
+                    Block::TimeoutZero => fut.wait_timeout(Duration::ZERO),
+                    Block::DeadlinePassed => fut.wait_deadline(Instant::now()),
+                    Block::TimeoutMax => fut.wait_timeout(Duration::MAX),
+                    Block::Wait => Some(fut.wait()),
+                }
+            }};
+        }
+        let result = catch(|| match kind {
+            Kind::For(a) => block!(MAIN.wait_for(V(d(a))).immediate(immediate)).map(|v| Some(v.0)),
+            Kind::ForNot(a) => {
+                block!(MAIN.wait_for_not(V(d(a))).immediate(immediate)).map(|v| Some(v.0))
+            }
+            Kind::Until(pred) => block!(
+                MAIN.wait_until(move |v: &V| pred.real(v))
+                    .immediate(immediate)
+            )
+            .map(|v| Some(v.0)),
+            Kind::Change => block!(MAIN.wait_for_change()).map(|v| Some(v.0)),
+            Kind::Some => block!(OPT.wait_for_some().immediate(immediate)).map(|v| Some(v.0)),
+            Kind::OptChange => block!(OPT.wait_for_change()).map(|v| v.map(|v| v.0)),
+        });
+        assert_eq!(
+            result, expected,
+            "{at}: blocking {how:?} on {kind:?} (immediate {immediate})"
+        );
+    }
+
+    fn drop_wait(&mut self, slot: usize) {
+        let Some(wait) = with_slots(|slots| slots[slot].take()) else {
+            return;
+        };
+        let WaitSlot {
+            fut, kind, wakers, ..
+        } = wait;
+        drop(fut);
+        assert_released(&wakers, &format_args!("dropped wait {slot} ({kind:?})"));
+    }
+
+    // --- callbacks ---
+
+    fn on_change(&mut self, panics: bool, reads: bool, removes_self: bool) {
+        let tag = self.callbacks.len();
+        let own: Arc<OnceLock<CallbackId>> = Arc::new(OnceLock::new());
+        let own2 = own.clone();
+        let id = MAIN.on_change(move |old: &V, new: &V| {
+            // SPEC §3.9: after the value is stored, outside the lock.
+            let seen = reads.then(|| (MAIN.with(|v| v.0), MAIN.version()));
+            let removed_self =
+                removes_self.then(|| MAIN.remove_callback(*own2.get().expect("id stored")));
+            record(Event::Change {
+                tag,
+                old: old.0,
+                new: new.0,
+                seen,
+                removed_self,
+            });
+            if panics {
+                panic::panic_any(Injected::Callback(tag));
+            }
+        });
+        own.set(id).expect("set once");
+        REGISTERED
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(id);
+        self.callbacks.push(MCallback {
+            id: Some(id),
+            kind: CbKind::Change {
+                reads,
+                removes_self,
+            },
+            panics,
+            live: true,
+        });
+    }
+
+    fn on_value(&mut self, target: u8, panics: bool, at: &Step) {
+        let tag = self.callbacks.len();
+        let result = catch(|| {
+            MAIN.on_value(V(target), move || {
+                record(Event::Value { tag });
+                if panics {
+                    panic::panic_any(Injected::Callback(tag));
+                }
+            })
+        });
+        // SPEC §3.9: runs at once in the caller if the value is already the
+        // target (a panic then propagates to the caller).
+        let at_once = self.model[0].value == Some(target);
+        let events = take_events();
+        if at_once {
+            assert_eq!(events, [Event::Value { tag }], "{at}: on_value at once");
+            assert_eq!(
+                result.is_err(),
+                panics,
+                "{at}: on_value at once: panic {panics}, got {result:?}"
+            );
+        } else {
+            assert_eq!(events, [], "{at}: on_value ran early");
+            assert!(result.is_ok(), "{at}: on_value panicked: {result:?}");
+        }
+        if let Err(payload) = result {
+            assert_eq!(payload, Injected::Callback(tag), "{at}: on_value panic");
+        }
+        if let Ok(id) = result {
+            REGISTERED
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(id);
+        }
+        self.callbacks.push(MCallback {
+            id: result.ok(),
+            kind: CbKind::Value { target },
+            panics,
+            live: !at_once,
+        });
+    }
+
+    fn remove(&mut self, i: u8, at: &Step) {
+        if self.callbacks.is_empty() {
+            return;
+        }
+        let tag = usize::from(i) % self.callbacks.len();
+        let cb = &mut self.callbacks[tag];
+        let Some(id) = cb.id else { return };
+        // SPEC §2: true if it was still registered.
+        let removed = MAIN.remove_callback(id);
+        assert_eq!(
+            removed, cb.live,
+            "{at}: remove_callback of #{tag} ({:?})",
+            cb.kind
+        );
+        cb.live = false;
+    }
+
+    // --- changes() ---
+
+    fn create_stream(&mut self, slot: usize) {
+        self.drop_stream(slot);
+        self.streams[slot] = Some(StreamSlot {
+            stream: MAIN.changes(),
+            waker: Counter::new(None),
+            seen: self.model[0].version(),
+            registered: None,
+            base: 0,
+            poisoned: false,
+        });
+    }
+
+    fn drop_stream(&mut self, slot: usize) {
+        if let Some(s) = self.streams[slot].take() {
+            drop(s.stream);
+            assert_released(&[s.waker], &format_args!("dropped stream {slot}"));
+        }
+    }
+
+    fn poll_stream(&mut self, slot: usize, at: &Step) {
+        let Some(s) = self.streams[slot].as_mut() else {
+            return;
+        };
+        let waker = Waker::from(s.waker.clone());
+        let (result, allocs) = measured(|| {
+            Pin::new(&mut s.stream)
+                .poll_next(&mut Context::from_waker(&waker))
+                .map(|item| item.map(|v| v.0))
+        });
+        drop(waker);
+        if s.poisoned {
+            // After a panicking poll the SPEC promises only a usable
+            // watcher: the poll must not fail in any other way.
+            return;
+        }
+        let model = &self.model[0];
+        s.base = s.waker.count();
+        // SPEC §3.13: the latest value if there was a transition since the
+        // last item (or creation), else pending.
+        if model.version() != s.seen {
+            if self.clone_panics && result == Err(Injected::Clone) {
+                s.poisoned = true;
+                return;
+            }
+            assert_eq!(result, Ok(Poll::Ready(model.value)), "{at}: stream {slot}");
+            s.seen = model.version();
+            s.registered = None;
+        } else {
+            assert_eq!(result, Ok(Poll::Pending), "{at}: stream {slot}");
+            s.registered = Some(model.version());
+        }
+        self.assert_no_allocation(allocs, at);
+    }
+}
+
+/// Names a poll in messages (formatted only when one is printed).
+struct PollOf {
+    slot: usize,
+    kind: Kind,
+    immediate: bool,
+    state: WaitState,
+}
+
+impl fmt::Display for PollOf {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "poll of wait {} ({:?}, immediate {}) in state {:?}",
+            self.slot, self.kind, self.immediate, self.state
+        )
+    }
+}
+
+/// SPEC §3.6/3.7: a dropped wait is unregistered and never woken; the
+/// watcher keeps nothing of it, its wakers included.
+fn assert_released(wakers: &[Arc<Counter>], what: &dyn fmt::Display) {
+    for waker in wakers {
+        assert_eq!(
+            Arc::strong_count(waker),
+            1,
+            "{what}: the watcher still holds its waker"
+        );
+    }
+}
