@@ -5,13 +5,15 @@
 //!
 //! Every wait future embeds a [`Waiter`]: a list [`Node`] followed by the
 //! future's predicate (its [`Matcher`]). When a future is first polled and does
-//! not complete at once, its node is appended to the watcher's `waiting` list.
+//! not complete at once, its node is appended to one of the watcher's `waiting`
+//! lists (four lanes, filled round-robin).
 //! The node lives inside the pinned future, so registering allocates nothing,
 //! and a dropped future unlinks its node in O(1) through its own `prev`/`next`
 //! links, without searching.
 //!
 //! A setter holds the watcher's lock for one whole transition: it stores the
-//! value, then walks `waiting` and asks each node's matcher about the new value.
+//! value, then walks the `waiting` lanes (in lock-step, so the loads of four
+//! nodes overlap) and asks each node's matcher about the new value.
 //! A node that matches is unlinked, gets a clone of the value in its `outcome`
 //! slot, and its waker is moved into the setter's [`WakeBatch`]. Because the
 //! predicate sees the value *of that transition*, under the same lock that
@@ -100,6 +102,8 @@ struct Inner<T> {
     prev: Link<T>,
     next: Link<T>,
     state: NodeState,
+    /// Which of the `waiting` lanes holds the node while it is `Waiting`.
+    lane: u8,
     waker: Option<Waker>,
     outcome: Option<Outcome<T>>,
 }
@@ -222,17 +226,28 @@ impl<T> List<T> {
 
 // === impl Waiters ===
 
-/// The two lists of one watcher: nodes waiting for a transition, and nodes a
-/// setter has chosen but not woken yet (its wake batch was full).
+/// How many lists hold the waiting nodes. A setter walks them in lock-step,
+/// so this many independent pointer chains are in flight at once: with
+/// hundreds of waiters, whose nodes sit in separately allocated futures, the
+/// walk is bound by the latency of loading each node, not by the predicate
+/// calls. A power of two.
+const LANES: usize = 4;
+
+/// The lists of one watcher: nodes waiting for a transition, spread over
+/// [`LANES`] lanes in registration order (round-robin), and nodes a setter
+/// has chosen but not woken yet (its wake batch was full).
 pub(crate) struct Waiters<T> {
-    waiting: List<T>,
+    waiting: [List<T>; LANES],
+    /// The lane the next registered node goes to.
+    next_lane: u8,
     queued: List<T>,
 }
 
 impl<T> Waiters<T> {
     pub(crate) const fn new() -> Self {
         Self {
-            waiting: List::new(),
+            waiting: [const { List::new() }; LANES],
+            next_lane: 0,
             queued: List::new(),
         }
     }
@@ -241,7 +256,7 @@ impl<T> Waiters<T> {
     /// chosen do not count).
     #[inline]
     pub(crate) fn is_waiting_empty(&self) -> bool {
-        self.waiting.is_empty()
+        self.waiting.iter().all(List::is_empty)
     }
 
     /// Offers one transition to `value` to every waiting node.
@@ -251,63 +266,132 @@ impl<T> Waiters<T> {
     /// list and `batch` is flagged (see [`WakeBatch::take_overflow`]): the
     /// caller must then call [`Waiters::drain_queued_locked`] after unlocking.
     ///
+    /// The lanes are walked in lock-step: one node of each lane per round, so
+    /// nodes are offered the value in registration order as long as none was
+    /// cancelled (the order is not promised).
+    ///
     /// With `std`, a panic in a matcher or in `T::clone` is caught and
     /// delivered to that node's future; without `std` it unwinds out of here
-    /// with the list consistent (the node being checked is still linked).
+    /// with the lists consistent (the node being checked is still linked).
     pub(crate) fn notify_locked(&mut self, value: &T, batch: &mut WakeBatch)
     where
         T: Clone,
     {
-        let mut cursor = self.waiting.head;
-        while let Some(node) = cursor {
-            // SAFETY: `node` is linked in `waiting` and we hold the lock.
-            cursor = unsafe { with_inner(node, |n| n.next) };
-            // SAFETY: linked nodes are live.
-            let (check, captures) = unsafe {
-                let node = node.as_ref();
-                (node.check, node.captures)
-            };
-            // SAFETY: `node` heads the `Waiter` whose matcher `check` was built
-            // for, and the lock we hold is what serializes matcher calls.
-            let outcome = match unwind::catch(|| unsafe { check(node, value) }) {
-                Ok(false) => continue,
-                Ok(true) if !captures => Outcome::Signal,
-                Ok(true) => match unwind::catch(|| value.clone()) {
-                    Ok(value) => Outcome::Value(value),
-                    Err(payload) => Outcome::Panicked(payload),
-                },
-                Err(payload) => Outcome::Panicked(payload),
-            };
-            // SAFETY: `node` is linked in `waiting`.
-            unsafe { self.waiting.unlink(node) };
-            let queue = batch.is_full();
-            // SAFETY: we hold the lock; the node is now in no list.
-            let waker = unsafe {
-                with_inner(node, |n| {
-                    debug_assert_eq!(n.state, NodeState::Waiting);
-                    n.outcome = Some(outcome);
-                    if queue {
-                        n.state = NodeState::Queued;
-                        None
-                    } else {
-                        n.state = NodeState::Ready;
-                        n.waker.take()
-                    }
-                })
-            };
-            if queue {
-                // SAFETY: the node is live, pinned, and was just unlinked.
-                unsafe { self.queued.push_back(node) };
-                batch.overflowed = true;
-            } else if let Some(waker) = waker {
-                batch.push(waker);
+        let mut cursors: [Link<T>; LANES] = core::array::from_fn(|lane| self.waiting[lane].head);
+        let mut live = cursors.iter().filter(|c| c.is_some()).count();
+        let mut lane = 0;
+        while live > 0 {
+            if let Some(node) = cursors[lane] {
+                // SAFETY: `node` is linked in `waiting[lane]` and we hold the
+                // lock. Its successor is read before `offer` may unlink it.
+                let next = unsafe { with_inner(node, |n| n.next) };
+                cursors[lane] = next;
+                live -= usize::from(next.is_none());
+                // SAFETY: as above.
+                unsafe { self.offer(lane, node, value, batch) };
             }
+            lane = (lane + 1) % LANES;
         }
+    }
+
+    /// Asks one waiting node about `value`; see [`Waiters::notify_locked`].
+    ///
+    /// # Safety
+    ///
+    /// `node` is linked in `self.waiting[lane]`, and the caller holds the lock.
+    #[inline]
+    unsafe fn offer(
+        &mut self,
+        lane: usize,
+        node: NonNull<Node<T>>,
+        value: &T,
+        batch: &mut WakeBatch,
+    ) where
+        T: Clone,
+    {
+        // SAFETY: linked nodes are live.
+        let (check, captures) = unsafe {
+            let node = node.as_ref();
+            (node.check, node.captures)
+        };
+        // SAFETY: `node` heads the `Waiter` whose matcher `check` was built
+        // for, and the lock we hold is what serializes matcher calls.
+        let outcome = match unwind::catch(|| unsafe { check(node, value) }) {
+            Ok(false) => return,
+            Ok(true) if !captures => Outcome::Signal,
+            Ok(true) => match unwind::catch(|| value.clone()) {
+                Ok(value) => Outcome::Value(value),
+                Err(payload) => Outcome::Panicked(payload),
+            },
+            Err(payload) => Outcome::Panicked(payload),
+        };
+        // SAFETY: the caller guarantees `node` is linked in this lane.
+        unsafe { self.waiting[lane].unlink(node) };
+        let queue = batch.is_full();
+        // SAFETY: we hold the lock; the node is now in no list.
+        let waker = unsafe {
+            with_inner(node, |n| {
+                debug_assert_eq!(n.state, NodeState::Waiting);
+                debug_assert_eq!(usize::from(n.lane), lane);
+                n.outcome = Some(outcome);
+                if queue {
+                    n.state = NodeState::Queued;
+                    None
+                } else {
+                    n.state = NodeState::Ready;
+                    n.waker.take()
+                }
+            })
+        };
+        if queue {
+            // SAFETY: the node is live, pinned, and was just unlinked.
+            unsafe { self.queued.push_back(node) };
+            batch.overflowed = true;
+        } else if let Some(waker) = waker {
+            batch.push(waker);
+        }
+    }
+
+    /// Appends an `Idle` node to the next lane and marks it `Waiting`.
+    ///
+    /// # Safety
+    ///
+    /// As [`List::push_back`], and the caller holds the lock.
+    unsafe fn push_waiting(&mut self, node: NonNull<Node<T>>, waker: Waker) {
+        let lane = self.next_lane;
+        self.next_lane = (lane + 1) % LANES as u8;
+        // SAFETY: the caller guarantees the node is live and in no list.
+        unsafe {
+            with_inner(node, |n| {
+                debug_assert_eq!(n.state, NodeState::Idle);
+                n.state = NodeState::Waiting;
+                n.lane = lane;
+                n.waker = Some(waker);
+            });
+            self.waiting[usize::from(lane)].push_back(node);
+        }
+    }
+
+    /// Unlinks a `Waiting` node from its lane.
+    ///
+    /// # Safety
+    ///
+    /// `node` is `Waiting` in these lists, and the caller holds the lock.
+    unsafe fn unlink_waiting(&mut self, node: NonNull<Node<T>>) {
+        // SAFETY: the caller guarantees the node is linked, hence live.
+        let lane = unsafe { with_inner(node, |n| n.lane) };
+        // SAFETY: a `Waiting` node is linked in the lane it records.
+        unsafe { self.waiting[usize::from(lane)].unlink(node) };
     }
 
     /// Moves wakers of queued nodes into `batch` until it is full, and flags
     /// `batch` if queued nodes remain.
     pub(crate) fn drain_queued_locked(&mut self, batch: &mut WakeBatch) {
+        // The batch was woken; if its last waker panicked, `wake_all` did not
+        // get to rewind it, so rewind here.
+        debug_assert!(batch.is_empty());
+        batch.start = 0;
+        batch.len = 0;
         while !batch.is_full() {
             let Some(node) = self.queued.pop_front() else {
                 return;
@@ -367,6 +451,7 @@ impl<T, M: Matcher<T>> Waiter<T, M> {
                     prev: None,
                     next: None,
                     state: NodeState::Idle,
+                    lane: 0,
                     waker: None,
                     outcome: None,
                 }),
@@ -441,15 +526,8 @@ impl<T, M> Waiter<T, M> {
         }
         // SAFETY: not armed, so the node is `Idle` and in no list; it is pinned
         // (`self: Pin`), and the owning future's `Drop` calls `cancel_locked`
-        // before its memory goes away.
-        unsafe {
-            with_inner(node, |n| {
-                debug_assert_eq!(n.state, NodeState::Idle);
-                n.state = NodeState::Waiting;
-                n.waker = Some(waker.clone());
-            });
-            waiters.waiting.push_back(node);
-        }
+        // before its memory goes away. The `&mut Waiters` proves the lock.
+        unsafe { waiters.push_waiting(node, waker.clone()) };
         self.armed.set(true);
     }
 
@@ -464,7 +542,7 @@ impl<T, M> Waiter<T, M> {
         let state = unsafe { with_inner(node, |n| n.state) };
         match state {
             // SAFETY: the state says which list holds the node.
-            NodeState::Waiting => unsafe { waiters.waiting.unlink(node) },
+            NodeState::Waiting => unsafe { waiters.unlink_waiting(node) },
             // SAFETY: as above.
             NodeState::Queued => unsafe { waiters.queued.unlink(node) },
             NodeState::Ready => {}
@@ -504,7 +582,7 @@ pub(crate) struct WakeBatch {
 }
 
 impl WakeBatch {
-    #[inline(always)]
+    #[inline]
     pub(crate) const fn new() -> Self {
         Self {
             wakers: [const { MaybeUninit::uninit() }; BATCH],
@@ -522,6 +600,12 @@ impl WakeBatch {
 
     fn is_full(&self) -> bool {
         self.len == BATCH
+    }
+
+    /// Whether no waker is waiting to be woken.
+    #[inline]
+    pub(crate) fn is_empty(&self) -> bool {
+        self.start == self.len
     }
 
     fn push(&mut self, waker: Waker) {
@@ -550,6 +634,8 @@ impl WakeBatch {
 impl Drop for WakeBatch {
     fn drop(&mut self) {
         // Normally empty already; after a panic it holds wakers to deliver.
-        self.wake_all();
+        if !self.is_empty() {
+            self.wake_all();
+        }
     }
 }

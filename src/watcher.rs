@@ -726,6 +726,8 @@ impl<T> Notifier<'_, T> {
     fn finish(mut self) -> Option<Payload> {
         let mut panic = None;
         self.deliver_all(&mut panic);
+        // Everything is delivered: skip `Drop`, which would find nothing to do.
+        mem::forget(self);
         panic
     }
 
@@ -733,8 +735,10 @@ impl<T> Notifier<'_, T> {
         loop {
             // `wake_all` consumes each slot before waking it, so after a
             // caught panic the next call goes on with the following slot.
-            while let Err(payload) = unwind::catch(|| self.batch.wake_all()) {
-                panic.get_or_insert(payload);
+            while !self.batch.is_empty() {
+                if let Err(payload) = unwind::catch(|| self.batch.wake_all()) {
+                    panic.get_or_insert(payload);
+                }
             }
             // More waiters matched than one batch holds: hand the rest out
             // batch by batch, never waking under the lock.
