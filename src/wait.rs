@@ -216,6 +216,13 @@ macro_rules! wait_future {
             /// Do not call this from an async task: it blocks the executor
             /// thread.
             ///
+            /// Like any wait, it starts watching when it first runs, here
+            /// when `wait` is called. To start watching before an action
+            /// whose transitions must not be missed, pin the future and poll
+            /// it once (it registers), act, then block on the pinned future
+            /// with any `block_on` (`pollster`, `futures-lite`): see
+            /// "Blocking threads" in the README.
+            ///
             /// # Panics
             ///
             /// Resumes a panic of the predicate or of `T::clone` (see
