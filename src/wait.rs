@@ -210,8 +210,10 @@ macro_rules! wait_future {
             /// The same semantics as awaiting it: the current value is checked
             /// first (unless `immediate(false)`), then the first matching
             /// transition is returned even if the value has moved on since.
-            /// The thread parks; a setter on another thread unparks it. No
-            /// allocation (the thread's waker is created once per thread).
+            /// The thread watches for a wake-up for a few microseconds (100
+            /// `spin_loop` hints), then parks; a setter on another thread
+            /// unparks it. No allocation (the thread's waker is created once
+            /// per thread).
             ///
             /// Do not call this from an async task: it blocks the executor
             /// thread.
