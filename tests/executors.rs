@@ -19,14 +19,17 @@
 //! No sleeps: the order is forced by channels, and timing only decides which
 //! of the (all correct) interleavings a round exercises.
 
+mod common;
+
 use std::future::Future;
-use std::pin::{Pin, pin};
+use std::pin::pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, mpsc};
-use std::task::{Context, Poll, Waker};
+use std::task::Poll;
 use std::thread;
 use std::time::Duration;
 
+use common::{Conn, LIFE_CYCLE, poll_noop, watchdog};
 use futures::future::join_all;
 use value_watcher::ValueWatcher;
 
@@ -48,44 +51,6 @@ const EXPECTED: [Conn; WAITS] = [
     Conn::Closed,     // wait_until(Disconnected | Closed).immediate(false)
 ];
 const WAITS: usize = 5;
-
-/// The connection life cycle of the SPEC.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
-enum Conn {
-    Disconnected,
-    Connecting,
-    Connected,
-    Closing,
-    Closed,
-}
-
-/// Everything after `Disconnected`, in order.
-const LIFE_CYCLE: [Conn; 4] = [
-    Conn::Connecting,
-    Conn::Connected,
-    Conn::Closing,
-    Conn::Closed,
-];
-
-/// Aborts the process with a message if the returned guard is still alive
-/// after `secs` seconds: a hang fails the run instead of stalling it.
-fn watchdog(what: &'static str, secs: u64) -> mpsc::Sender<()> {
-    let (guard, dropped) = mpsc::channel::<()>();
-    thread::spawn(move || {
-        if let Err(mpsc::RecvTimeoutError::Timeout) =
-            dropped.recv_timeout(Duration::from_secs(secs))
-        {
-            eprintln!("watchdog: `{what}` still running after {secs} s (hang)");
-            std::process::abort();
-        }
-    });
-    guard
-}
-
-/// Polls `fut` once with a no-op waker.
-fn poll_noop<F: Future + ?Sized>(fut: Pin<&mut F>) -> Poll<F::Output> {
-    fut.poll(&mut Context::from_waker(Waker::noop()))
-}
 
 /// Runs `fut`, sending one message on `registered` the first time it returns
 /// `Pending` (a wait future is registered with the watcher by then).

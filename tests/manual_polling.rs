@@ -8,53 +8,20 @@
 //! pseudo-random inputs; the tests below it pin down, by hand, the pieces
 //! such a harness relies on.
 
+mod common;
+
 #[allow(dead_code)] // its `main` is the example's entry point, unused here
 #[path = "../examples/fuzz_harness.rs"]
 mod fuzz_harness;
 
 use std::future::Future;
-use std::pin::{Pin, pin};
+use std::pin::pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::task::{Context, Poll, Wake, Waker};
+use std::task::{Context, Poll, Waker};
 
+use common::{counting_waker, poll_noop, poll_with};
 use fuzz_harness::{Event, State, Stats};
 use value_watcher::ValueWatcher;
-
-/// Counts its wake-ups.
-#[derive(Default)]
-struct Wakes(AtomicUsize);
-
-impl Wakes {
-    fn count(&self) -> usize {
-        self.0.load(Ordering::SeqCst)
-    }
-}
-
-impl Wake for Wakes {
-    fn wake(self: Arc<Self>) {
-        self.wake_by_ref();
-    }
-    fn wake_by_ref(self: &Arc<Self>) {
-        self.0.fetch_add(1, Ordering::SeqCst);
-    }
-}
-
-/// A waker and the counter it feeds.
-fn counting_waker() -> (Arc<Wakes>, Waker) {
-    let wakes = Arc::new(Wakes::default());
-    (wakes.clone(), Waker::from(wakes))
-}
-
-/// Polls `fut` once with `waker`.
-fn poll_with<F: Future + ?Sized>(fut: Pin<&mut F>, waker: &Waker) -> Poll<F::Output> {
-    fut.poll(&mut Context::from_waker(waker))
-}
-
-/// Polls `fut` once with a no-op waker.
-fn poll_noop<F: Future + ?Sized>(fut: Pin<&mut F>) -> Poll<F::Output> {
-    fut.poll(&mut Context::from_waker(Waker::noop()))
-}
 
 /// A fixed-seed xorshift generator: the same inputs on every run.
 struct XorShift(u64);
@@ -223,11 +190,8 @@ fn a_transition_wakes_exactly_the_waits_it_matches_once() {
     for (fut, (_, waker)) in &mut waits {
         assert!(poll_with(fut.as_mut(), waker).is_pending());
     }
-    let counts = |waits: &[(_, (Arc<Wakes>, Waker)); 3]| {
-        waits
-            .iter()
-            .map(|(_, (c, _))| c.count())
-            .collect::<Vec<_>>()
+    let counts = |waits: &[(_, (Arc<common::Counter>, Waker)); 3]| {
+        waits.iter().map(|(_, (c, _))| c.get()).collect::<Vec<_>>()
     };
     w.set(State::Connecting);
     assert_eq!(counts(&waits), [0, 0, 0]);
@@ -259,10 +223,10 @@ fn polls_that_find_nothing_new_stay_pending_and_cost_no_wake_up() {
     }
     w.set(1);
     w.set(2);
-    assert_eq!(count.count(), 0);
+    assert_eq!(count.get(), 0);
     assert!(poll_with(wait.as_mut(), &waker).is_pending());
     w.set(3);
-    assert_eq!(count.count(), 1);
+    assert_eq!(count.get(), 1);
     assert_eq!(poll_with(wait.as_mut(), &waker), Poll::Ready(3));
 }
 
@@ -276,7 +240,7 @@ fn a_wait_polled_with_a_new_waker_wakes_only_that_one() {
     // A harness (or an executor) may move a future between tasks.
     assert!(poll_with(wait.as_mut(), &second_waker).is_pending());
     w.set(1);
-    assert_eq!((first.count(), second.count()), (0, 1));
+    assert_eq!((first.get(), second.get()), (0, 1));
     assert_eq!(poll_noop(wait.as_mut()), Poll::Ready(1));
 }
 
@@ -307,7 +271,7 @@ fn dropping_waits_in_every_state_leaves_the_others_exact() {
     }
     w.set(5);
     w.set(6);
-    assert_eq!(count.count(), 1);
+    assert_eq!(count.get(), 1);
     assert_eq!(poll_with(keeper.as_mut(), &waker), Poll::Ready(5));
 }
 

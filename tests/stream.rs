@@ -8,65 +8,22 @@
 //! Cross-thread tests use real threads, hand-offs through channels and a
 //! watchdog; no sleeps.
 
+mod common;
+
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::future::Future;
 use std::pin::{Pin, pin};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, mpsc};
-use std::task::{Context, Poll, Wake, Waker};
+use std::sync::mpsc;
+use std::task::{Context, Poll, Waker};
 use std::thread;
 use std::time::Duration;
 
+use common::{counting_waker, poll_noop as poll_fut_noop, watchdog};
 use futures_core::Stream;
 use value_watcher::{Changes, ValueWatcher};
 
 const LIMIT: Duration = Duration::from_secs(60);
-
-/// Aborts the process with a message if the returned guard is still alive
-/// after `secs` seconds: a hang fails the run instead of stalling it.
-fn watchdog(what: &'static str, secs: u64) -> mpsc::Sender<()> {
-    let (guard, dropped) = mpsc::channel::<()>();
-    thread::spawn(move || {
-        if let Err(mpsc::RecvTimeoutError::Timeout) =
-            dropped.recv_timeout(Duration::from_secs(secs))
-        {
-            eprintln!("watchdog: `{what}` still running after {secs} s (hang)");
-            std::process::abort();
-        }
-    });
-    guard
-}
-
-/// Counts its wake-ups.
-#[derive(Default)]
-struct Wakes(AtomicUsize);
-
-impl Wakes {
-    fn count(&self) -> usize {
-        self.0.load(Ordering::SeqCst)
-    }
-}
-
-impl Wake for Wakes {
-    fn wake(self: Arc<Self>) {
-        self.wake_by_ref();
-    }
-    fn wake_by_ref(self: &Arc<Self>) {
-        self.0.fetch_add(1, Ordering::SeqCst);
-    }
-}
-
-/// A waker and the counter it feeds.
-fn counting_waker() -> (Arc<Wakes>, Waker) {
-    let wakes = Arc::new(Wakes::default());
-    (wakes.clone(), Waker::from(wakes))
-}
-
-/// Polls `fut` once with a no-op waker.
-fn poll_fut_noop<F: Future + ?Sized>(fut: Pin<&mut F>) -> Poll<F::Output> {
-    fut.poll(&mut Context::from_waker(Waker::noop()))
-}
 
 /// Polls `stream` once with `waker`.
 fn poll_next<S: Stream + Unpin>(stream: &mut S, waker: &Waker) -> Poll<Option<S::Item>> {
@@ -131,10 +88,10 @@ fn a_consumer_that_falls_behind_gets_only_the_latest() {
     w.set(2);
     w.set(3);
     // One wake-up for the whole burst: the stream is woken, not queued.
-    assert_eq!(wakes.count(), 1);
+    assert_eq!(wakes.get(), 1);
     assert_eq!(poll_next(&mut changes, &waker), Poll::Ready(Some(3)));
     assert_eq!(poll_next(&mut changes, &waker), Poll::Pending);
-    assert_eq!(wakes.count(), 1);
+    assert_eq!(wakes.get(), 1);
 }
 
 #[test]
@@ -162,10 +119,10 @@ fn equal_sets_produce_no_item_and_no_wake_up() {
         assert!(w.set_if(5, |_| true)); // condition held, value equal
         assert!(!w.modify(|v| *v += 0));
     }
-    assert_eq!(wakes.count(), 0);
+    assert_eq!(wakes.get(), 0);
     assert_eq!(poll_next(&mut changes, &waker), Poll::Pending);
     assert!(w.modify(|v| *v += 1));
-    assert_eq!(wakes.count(), 1);
+    assert_eq!(wakes.get(), 1);
     assert_eq!(poll_next(&mut changes, &waker), Poll::Ready(Some(6)));
 }
 
@@ -178,7 +135,7 @@ fn the_latest_waker_is_the_one_woken() {
     assert_eq!(poll_next(&mut changes, &old_waker), Poll::Pending);
     assert_eq!(poll_next(&mut changes, &new_waker), Poll::Pending);
     w.set(1);
-    assert_eq!((old.count(), new.count()), (0, 1));
+    assert_eq!((old.get(), new.get()), (0, 1));
     assert_eq!(poll_next(&mut changes, &new_waker), Poll::Ready(Some(1)));
 }
 
@@ -407,13 +364,13 @@ fn dropping_a_registered_stream_unregisters_it() {
     assert_eq!(poll_next(&mut registered, &waker), Poll::Pending);
     drop(registered);
     w.set(1);
-    assert_eq!(wakes.count(), 0, "a dropped stream is never woken");
+    assert_eq!(wakes.get(), 0, "a dropped stream is never woken");
 
     // Signalled but never polled again, then dropped.
     let mut signalled = w.changes();
     assert_eq!(poll_next(&mut signalled, &waker), Poll::Pending);
     w.set(2);
-    assert_eq!(wakes.count(), 1);
+    assert_eq!(wakes.get(), 1);
     drop(signalled);
 
     // Created, never polled, dropped.
@@ -427,7 +384,7 @@ fn dropping_a_registered_stream_unregisters_it() {
     w.set(3);
     assert_eq!(poll_noop(&mut fresh), Poll::Ready(Some(3)));
     assert_eq!(poll_fut_noop(wait.as_mut()), Poll::Ready(3));
-    assert_eq!(wakes.count(), 1);
+    assert_eq!(wakes.get(), 1);
 }
 
 #[test]
@@ -527,7 +484,7 @@ fn memory_stays_bounded() {
         }
     });
     assert_eq!(allocs, 0, "polling and setting never allocate");
-    assert_eq!(wakes.count(), 10_000);
+    assert_eq!(wakes.get(), 10_000);
 
     // A consumer that never polls: 100,000 transitions are not buffered.
     let (allocs, ()) = allocations(|| {
@@ -600,7 +557,7 @@ fn a_panicking_clone_in_poll_next_leaves_the_stream_usable() {
     let (wakes, waker) = counting_waker();
     assert_eq!(poll_next(&mut changes, &waker), Poll::Pending);
     w.set(Fragile(1));
-    assert_eq!(wakes.count(), 1);
+    assert_eq!(wakes.get(), 1);
 
     PANIC_ON_CLONE.with(|p| p.set(true));
     let panicked = catch_unwind(AssertUnwindSafe(|| poll_next(&mut changes, &waker)));

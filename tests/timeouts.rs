@@ -17,68 +17,24 @@
 //!   value it wanted neither runs its predicate nor wakes its waker, and a
 //!   new wait on the same watcher still works.
 
+mod common;
+
 use std::future::Future;
-use std::pin::{Pin, pin};
+use std::pin::pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::task::{Context, Poll, Wake, Waker};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use common::{GENEROUS, counting_waker, poll_with, watchdog};
 use futures_lite::FutureExt as _;
 use value_watcher::ValueWatcher;
 
-/// Long enough that it never fires in a passing run.
-const GENEROUS: Duration = Duration::from_secs(30);
 /// Only decides how long a "never comes" case takes.
 const SHORT: Duration = Duration::from_millis(20);
 /// The transitions a foreign setter makes; waits target the transient 11.
 const TRANSIENT: [u32; 3] = [10, 11, 12];
-
-/// Aborts the process with a message if the returned guard is still alive
-/// after `secs` seconds: a hang fails the run instead of stalling it.
-fn watchdog(what: &'static str, secs: u64) -> mpsc::Sender<()> {
-    let (guard, dropped) = mpsc::channel::<()>();
-    thread::spawn(move || {
-        if let Err(mpsc::RecvTimeoutError::Timeout) =
-            dropped.recv_timeout(Duration::from_secs(secs))
-        {
-            eprintln!("watchdog: `{what}` still running after {secs} s (hang)");
-            std::process::abort();
-        }
-    });
-    guard
-}
-
-/// Counts its wake-ups.
-#[derive(Default)]
-struct Wakes(AtomicUsize);
-
-impl Wakes {
-    fn count(&self) -> usize {
-        self.0.load(Ordering::SeqCst)
-    }
-}
-
-impl Wake for Wakes {
-    fn wake(self: Arc<Self>) {
-        self.wake_by_ref();
-    }
-    fn wake_by_ref(self: &Arc<Self>) {
-        self.0.fetch_add(1, Ordering::SeqCst);
-    }
-}
-
-/// A waker and the counter it feeds.
-fn counting_waker() -> (Arc<Wakes>, Waker) {
-    let wakes = Arc::new(Wakes::default());
-    (wakes.clone(), Waker::from(wakes))
-}
-
-/// Polls `fut` once with `waker`.
-fn poll_with<F: Future + ?Sized>(fut: Pin<&mut F>, waker: &Waker) -> Poll<F::Output> {
-    fut.poll(&mut Context::from_waker(waker))
-}
 
 // === observing a wait from outside ===
 
@@ -170,7 +126,7 @@ fn assert_forgotten(w: &ValueWatcher<u32>, probe: &Probe, value: u32) {
     let mut fresh = pin!(w.wait_for(value + 1));
     assert!(poll_with(fresh.as_mut(), &waker).is_pending());
     assert!(w.set(value + 1));
-    assert_eq!(count.count(), 1, "the new wait is woken");
+    assert_eq!(count.get(), 1, "the new wait is woken");
     assert_eq!(poll_with(fresh.as_mut(), &waker), Poll::Ready(value + 1));
 }
 
