@@ -29,7 +29,7 @@ use std::task::Poll;
 use std::thread;
 use std::time::Duration;
 
-use common::{Conn, LIFE_CYCLE, poll_noop, watchdog};
+use common::{Conn, LIFE_CYCLE, poll_noop, reporting_pending, watchdog};
 use futures::future::join_all;
 use value_watcher::ValueWatcher;
 
@@ -51,24 +51,6 @@ const EXPECTED: [Conn; WAITS] = [
     Conn::Closed,     // wait_until(Disconnected | Closed).immediate(false)
 ];
 const WAITS: usize = 5;
-
-/// Runs `fut`, sending one message on `registered` the first time it returns
-/// `Pending` (a wait future is registered with the watcher by then).
-async fn reporting_pending<F: Future>(fut: F, registered: mpsc::Sender<()>) -> F::Output {
-    let mut fut = pin!(fut);
-    let mut registered = Some(registered);
-    std::future::poll_fn(|cx| {
-        let poll = fut.as_mut().poll(cx);
-        if poll.is_pending() {
-            if let Some(tx) = registered.take() {
-                // The receiver only disappears if the test already failed.
-                let _ = tx.send(());
-            }
-        }
-        poll
-    })
-    .await
-}
 
 /// Wait number `which` (see [`EXPECTED`]) on `w`, reporting its registration.
 /// `'static` and `Send`, so every executor can spawn it.

@@ -19,7 +19,7 @@ use std::task::{Context, Poll, Waker};
 use std::thread;
 use std::time::Duration;
 
-use common::{counting_waker, poll_noop as poll_fut_noop, watchdog};
+use common::{counting_waker, poll_noop as poll_fut_noop, reporting_pending, watchdog};
 use futures_core::Stream;
 use value_watcher::{Changes, ValueWatcher};
 
@@ -33,23 +33,6 @@ fn poll_next<S: Stream + Unpin>(stream: &mut S, waker: &Waker) -> Poll<Option<S:
 /// Polls `stream` once with a no-op waker.
 fn poll_noop<S: Stream + Unpin>(stream: &mut S) -> Poll<Option<S::Item>> {
     poll_next(stream, Waker::noop())
-}
-
-/// Runs `fut`, sending one message on `registered` the first time it returns
-/// `Pending` (the stream's waiter is registered by then).
-async fn reporting_pending<F: Future>(fut: F, registered: mpsc::Sender<()>) -> F::Output {
-    let mut fut = pin!(fut);
-    let mut registered = Some(registered);
-    std::future::poll_fn(|cx| {
-        let poll = fut.as_mut().poll(cx);
-        if poll.is_pending() {
-            if let Some(tx) = registered.take() {
-                let _ = tx.send(());
-            }
-        }
-        poll
-    })
-    .await
 }
 
 // === what it yields ===

@@ -50,6 +50,28 @@ pub fn poll_noop<F: Future + ?Sized>(fut: Pin<&mut F>) -> Poll<F::Output> {
     poll_with(fut, Waker::noop())
 }
 
+/// Runs `fut`, sending one message on `registered` the first time it returns
+/// `Pending`: the wait future (or stream) is registered with its watcher by
+/// then, so another thread may start setting.
+pub async fn reporting_pending<F: Future>(
+    fut: F,
+    registered: std::sync::mpsc::Sender<()>,
+) -> F::Output {
+    let mut fut = std::pin::pin!(fut);
+    let mut registered = Some(registered);
+    std::future::poll_fn(|cx| {
+        let poll = fut.as_mut().poll(cx);
+        if poll.is_pending() {
+            if let Some(tx) = registered.take() {
+                // The receiver only disappears if the test already failed.
+                let _ = tx.send(());
+            }
+        }
+        poll
+    })
+    .await
+}
+
 // === hangs ===
 
 /// Aborts the whole test process with a message if the returned guard is
