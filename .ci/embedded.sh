@@ -131,10 +131,14 @@ has_cas() {
 
 for target in $targets; do
     phase "$target: build"
+    # `cs` everywhere but for the spinlock build: the package always depends
+    # on value-watcher, which (without `cs`) does not build where there is no
+    # compare-and-swap. The baseline and embassy programs do not use it, so
+    # nothing of it is linked into them.
     build "$target" contract contract cs
-    build "$target" size_baseline size_baseline
+    build "$target" size_baseline size_baseline cs
     build "$target" size_vw size_vw_cs cs
-    build "$target" size_embassy size_embassy embassy-sync
+    build "$target" size_embassy size_embassy cs,embassy-sync
     if has_cas "$target"; then
         build "$target" size_vw size_vw_spin
     fi
