@@ -204,7 +204,20 @@ pub(crate) struct Callbacks<T> {
     /// Setters walking the list outside the lock right now.
     running: usize,
     next_id: u64,
+    /// The code a setter runs for callbacks, set by the first registration:
+    /// a program that never registers one does not link it (SPEC §5 code
+    /// size). `T::clone` (for `on_change`) and `T::eq` (for `on_value`) are
+    /// reached the same way, so neither bound is needed to fire callbacks.
+    fire: Option<FireFn<T>>,
+    clone: Option<fn(&T) -> T>,
+    eq: Option<fn(&T, &T) -> bool>,
 }
+
+/// [`Callbacks::fire_locked`], through a pointer.
+pub(crate) type FireFn<T> = fn(&mut Callbacks<T>, &T, &mut Option<T>, Token) -> Option<Firing<T>>;
+
+/// [`Firing::run`], through a pointer.
+type RunFn<T> = fn(Firing<T>, &Lock<State<T>>, &T, Option<&T>, Option<Payload>);
 
 // SAFETY: the entries behind the raw links are only reached under the lock
 // that guards this registry, or by running setters as the module notes
@@ -223,7 +236,23 @@ impl<T> Callbacks<T> {
             dead: 0,
             running: 0,
             next_id: 1,
+            fire: None,
+            clone: None,
+            eq: None,
         }
+    }
+
+    /// Prepares the callbacks of a transition, if any was ever registered:
+    /// see [`Callbacks::fire_locked`].
+    #[inline]
+    pub(crate) fn fire(
+        &mut self,
+        new_value: &T,
+        new: &mut Option<T>,
+        token: Token,
+    ) -> Option<Firing<T>> {
+        let fire = self.fire?;
+        fire(self, new_value, new, token)
     }
 
     /// Whether a transition has nothing to do here: no live callback and no
@@ -245,21 +274,35 @@ impl<T> Callbacks<T> {
     }
 
     /// Allocates an `on_change` entry (call without the lock).
-    pub(crate) fn change_entry(f: ChangeFn<T>) -> NewEntry<T> {
-        NewEntry(Entry::new(Kind::Change(f)))
+    pub(crate) fn change_entry(f: ChangeFn<T>) -> NewEntry<T>
+    where
+        T: Clone,
+    {
+        NewEntry {
+            entry: Entry::new(Kind::Change(f)),
+            clone: Some(T::clone),
+            eq: None,
+        }
     }
 
     /// Allocates an `on_value` entry (call without the lock).
-    pub(crate) fn once_entry(target: T, f: OnceFn) -> NewEntry<T> {
-        NewEntry(Entry::new(Kind::Once(UnsafeCell::new(Some(OneShot {
-            target,
-            f,
-        })))))
+    pub(crate) fn once_entry(target: T, f: OnceFn) -> NewEntry<T>
+    where
+        T: PartialEq,
+    {
+        NewEntry {
+            entry: Entry::new(Kind::Once(UnsafeCell::new(Some(OneShot { target, f })))),
+            clone: None,
+            eq: Some(T::eq),
+        }
     }
 
     /// Appends an entry; also frees what is left to free.
     pub(crate) fn push_locked(&mut self, entry: NewEntry<T>) -> (CallbackId, Garbage<T>) {
-        let mut entry = entry.0;
+        self.fire = Some(Self::fire_locked);
+        self.clone = self.clone.or(entry.clone);
+        self.eq = self.eq.or(entry.eq);
+        let mut entry = entry.entry;
         let id = self.next_id();
         entry.id = id;
         match entry.kind {
@@ -363,29 +406,28 @@ impl<T> Callbacks<T> {
     /// Without `std` it unwinds from here with the registry consistent: after
     /// a panicking clone nothing is claimed; after a panicking `PartialEq` the
     /// entries claimed before it are dropped by a later setter, unrun.
-    pub(crate) fn fire_locked(
+    fn fire_locked(
         &mut self,
         new_value: &T,
         new: &mut Option<T>,
         token: Token,
-    ) -> Option<Firing<T>>
-    where
-        T: Clone + PartialEq,
-    {
+    ) -> Option<Firing<T>> {
         if self.is_idle() {
             return None;
         }
         let mut panic = None;
         // Clone first: without `std` a panicking clone then leaves every
-        // target pending.
-        if self.changes > 0 {
-            match unwind::catch(|| new_value.clone()) {
+        // target pending. (`changes > 0` only after an `on_change`
+        // registration, which set `clone`.)
+        if let (true, Some(clone)) = (self.changes > 0, self.clone) {
+            match unwind::catch(|| clone(new_value)) {
                 Ok(value) => *new = Some(value),
                 Err(payload) => panic = Some(payload),
             }
         }
         let mut claimed = false;
-        if self.pending > 0 {
+        // `pending > 0` only after an `on_value` registration, which set `eq`.
+        if let (true, Some(eq)) = (self.pending > 0, self.eq) {
             let mut cursor = self.head;
             while let Some(entry) = cursor {
                 // SAFETY: linked entries are alive; we hold the lock.
@@ -399,7 +441,7 @@ impl<T> Callbacks<T> {
                 // SAFETY: a live one-shot's payload is only reached under the
                 // lock, which we hold; the reference ends with this statement.
                 let hit = cell.with(|p| match unsafe { &*p } {
-                    Some(shot) => unwind::catch(|| shot.target == *new_value),
+                    Some(shot) => unwind::catch(|| eq(&shot.target, new_value)),
                     None => Ok(false),
                 });
                 match hit {
@@ -430,12 +472,18 @@ impl<T> Callbacks<T> {
             garbage: self.collect_locked(),
             token,
             panic,
+            run: Firing::run_impl,
         })
     }
 }
 
-/// A new entry, allocated before the lock is taken.
-pub(crate) struct NewEntry<T>(Box<Entry<T>>);
+/// A new entry, allocated before the lock is taken, with what firing it
+/// needs of `T`.
+pub(crate) struct NewEntry<T> {
+    entry: Box<Entry<T>>,
+    clone: Option<fn(&T) -> T>,
+    eq: Option<fn(&T, &T) -> bool>,
+}
 
 impl<T> NewEntry<T> {
     /// Whether an `on_value` entry's target equals `value` (runs `T::eq`).
@@ -443,7 +491,7 @@ impl<T> NewEntry<T> {
     where
         T: PartialEq,
     {
-        match &self.0.kind {
+        match &self.entry.kind {
             // SAFETY: the entry is not linked yet: this is its only user.
             Kind::Once(cell) => cell.with(|p| match unsafe { &*p } {
                 Some(shot) => *value == shot.target,
@@ -455,7 +503,7 @@ impl<T> NewEntry<T> {
 
     /// Runs an `on_value` entry's closure at once, having dropped its target.
     pub(crate) fn run_now(self) {
-        if let Kind::Once(cell) = &self.0.kind {
+        if let Kind::Once(cell) = &self.entry.kind {
             // SAFETY: not linked: this is its only user.
             if let Some(OneShot { target, f }) = cell.with_mut(|p| unsafe { (*p).take() }) {
                 drop(target);
@@ -476,14 +524,27 @@ pub(crate) struct Firing<T> {
     garbage: Garbage<T>,
     token: Token,
     panic: Option<Payload>,
+    run: RunFn<T>,
 }
 
 impl<T> Firing<T> {
+    /// Runs the callbacks; see [`Firing::run_impl`].
+    #[inline]
+    pub(crate) fn run(
+        self,
+        lock: &Lock<State<T>>,
+        old: &T,
+        new: Option<&T>,
+        earlier: Option<Payload>,
+    ) {
+        (self.run)(self, lock, old, new, earlier);
+    }
+
     /// Runs the callbacks in registration order, then leaves `running`. With
     /// `std`, every callback runs even if an earlier one panicked, and the
     /// first panic is resumed at the end (`panic`, caught under the lock,
     /// comes first, then `earlier`, a waker's panic the setter caught).
-    pub(crate) fn run(
+    fn run_impl(
         mut self,
         lock: &Lock<State<T>>,
         old: &T,

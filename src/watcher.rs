@@ -260,6 +260,7 @@ impl<T> ValueWatcher<T> {
     pub fn on_change<F>(&self, f: F) -> CallbackId
     where
         F: Fn(&T, &T) + Send + Sync + 'static,
+        T: Clone,
     {
         let entry = Callbacks::change_entry(Box::new(f));
         let (id, garbage) = self.state.lock().callbacks.push_locked(entry);
@@ -566,7 +567,7 @@ impl<T: Clone + PartialEq> ValueWatcher<T> {
         let mut guard = guard;
         let state = &mut *guard;
         state.waiters.notify_locked(&state.value, notifier.batch);
-        let firing = state.callbacks.fire_locked(&state.value, &mut new, token);
+        let firing = state.callbacks.fire(&state.value, &mut new, token);
         drop(guard);
         // A waker that panics (with `std`) neither keeps the other chosen
         // waiters asleep nor skips the callbacks: everything is delivered,
