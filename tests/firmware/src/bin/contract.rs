@@ -32,6 +32,7 @@ mod ticks;
 
 use core::cell::{Cell, RefCell};
 use core::pin::pin;
+use core::sync::atomic::{AtomicBool, Ordering};
 use core::task::Poll;
 
 use critical_section::Mutex;
@@ -54,7 +55,7 @@ enum Conn {
 static CONN: ValueWatcher<Conn> = ValueWatcher::new(Conn::Disconnected);
 /// Set by the handler to 1, 2, ..., LAST_TICK, one per tick.
 static TICKS: ValueWatcher<u32> = ValueWatcher::new(0);
-/// Incremented by the handler (by 1) and by the main loop (by 1000).
+/// Incremented by the handler (by 1) and by the main loop (by 1000) at once.
 static SHARED: ValueWatcher<u32> = ValueWatcher::new(0);
 
 const LAST_TICK: u32 = 20;
@@ -88,10 +89,29 @@ fn on_tick() {
         }
         2..=21 => {
             TICKS.set(run - 1);
-            SHARED.modify(|v| *v += 1);
         }
         _ => {}
     }
+    // While the main loop hammers SHARED, each run adds 1, CONTENDED times.
+    if CONTEND.load(Ordering::Relaxed) {
+        critical_section::with(|cs| {
+            let incs = HANDLER_INCS.borrow(cs);
+            if incs.get() < CONTENDED {
+                SHARED.modify(|v| *v += 1);
+                incs.set(incs.get() + 1);
+            }
+        });
+    }
+}
+
+/// Set by the main loop while it modifies SHARED (plain load and store).
+static CONTEND: AtomicBool = AtomicBool::new(false);
+/// How often the handler modified SHARED.
+static HANDLER_INCS: Mutex<Cell<u32>> = Mutex::new(Cell::new(0));
+const CONTENDED: u32 = 20;
+
+fn handler_incs() -> u32 {
+    critical_section::with(|cs| HANDLER_INCS.borrow(cs).get())
 }
 
 // === what the callbacks saw ===
@@ -340,14 +360,17 @@ fn run() -> bool {
         "changes() ends on the last tick's value",
     );
 
-    // 4. The main loop and the handler modify SHARED at once.
+    // 4. The main loop and the handler modify SHARED at once: the handler
+    // only while the main loop is inside this loop, so they do overlap.
     let mut mine = 0u32;
-    while handler_runs() <= LAST_TICK + 1 {
+    CONTEND.store(true, Ordering::Relaxed);
+    while handler_incs() < CONTENDED {
         SHARED.modify(|v| *v += 1000);
         mine += 1;
     }
+    CONTEND.store(false, Ordering::Relaxed);
     t.check(
-        SHARED.get() == LAST_TICK + 1000 * mine,
+        SHARED.get() == CONTENDED + 1000 * mine,
         "no update lost between the main loop and the handler",
     );
     let mut last_tick = pin!(TICKS.wait_for(LAST_TICK));
