@@ -25,7 +25,8 @@
 
 // A target without atomic compare-and-swap (Cortex-M0/M0+, RISC-V without the
 // A extension) cannot run a spinlock, and Cargo.toml does not even build `spin`
-// there: say what to do instead of failing inside an unresolved import.
+// there: say what to do, as the first error, before the unresolved `spin`
+// import below that follows from it.
 #[cfg(not(any(
     value_watcher_loom,
     feature = "critical-section",
