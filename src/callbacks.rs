@@ -257,9 +257,17 @@ impl<T> Callbacks<T> {
 
     /// Whether a transition has nothing to do here: no live callback and no
     /// entry left to free. A watcher whose one-shots have all fired is idle.
+    ///
+    /// The same as `changes == 0 && pending == 0 && dead == 0` (every linked
+    /// entry is live or dead, and dead ones are unlinked when collected), in
+    /// one load for the setter's fast path.
     #[inline]
     pub(crate) fn is_idle(&self) -> bool {
-        self.changes == 0 && self.pending == 0 && self.dead == 0
+        debug_assert_eq!(
+            self.head.is_none(),
+            self.changes == 0 && self.pending == 0 && self.dead == 0
+        );
+        self.head.is_none()
     }
 
     fn next_id(&mut self) -> u64 {

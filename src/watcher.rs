@@ -702,6 +702,11 @@ impl<T: PartialEq> ValueWatcher<T> {
 
     /// Offers the transition just stored to the waiters and callbacks, then
     /// releases the lock, wakes the chosen waiters and runs the callbacks.
+    ///
+    /// Never inlined: its frame holds the wake batch (hundreds of bytes), and
+    /// inlined into `set` it would make every uncontended set pay for saving
+    /// registers and reserving that frame (49 instructions instead of 33).
+    #[inline(never)]
     fn deliver(&self, guard: Guard<'_, State<T>>, old: &T) {
         // Drop order is the point: the guard is declared last, so on every
         // path, panics included, the lock is released before the notifier
