@@ -4,7 +4,7 @@ use alloc::boxed::Box;
 use core::fmt;
 use core::mem;
 
-use crate::callbacks::{CallbackId, Callbacks, Token};
+use crate::callbacks::{CallbackId, Callbacks, Firing, Token};
 use crate::lock::{Guard, Lock};
 use crate::sync::loom_const_fn;
 use crate::unwind::{self, Payload};
@@ -717,6 +717,9 @@ impl<T: PartialEq> ValueWatcher<T> {
         let mut new: Option<T> = None;
         // Marks the `on_value` entries this call claims (see callbacks.rs).
         let token = Token::of(&new);
+        // What the callbacks of this transition need, filled under the lock;
+        // also before the guard, as the entries it may free are user code.
+        let mut firing = None;
         let notifier = Notifier {
             watcher: self,
             batch: &mut batch,
@@ -726,13 +729,21 @@ impl<T: PartialEq> ValueWatcher<T> {
         state
             .waiters
             .notify_locked(old, &state.value, notifier.batch);
-        let firing = state.callbacks.fire(&state.value, &mut new, token);
+        state
+            .callbacks
+            .fire(&state.value, &mut new, token, &mut firing);
         drop(guard);
+        // If a waker's panic unwinds from here (without `std`), the claimed
+        // callbacks are given up cleanly instead of leaving `running` counted.
+        let mut firing = Abandon {
+            firing,
+            lock: &self.state,
+        };
         // A waker that panics (with `std`) neither keeps the other chosen
         // waiters asleep nor skips the callbacks: everything is delivered,
         // then the first panic resumes here.
         let wake_panic = notifier.finish();
-        if let Some(firing) = firing {
+        if let Some(firing) = firing.firing.take() {
             firing.run(&self.state, old, new.as_ref(), wake_panic);
         } else if let Some(payload) = wake_panic {
             unwind::resume(payload);
@@ -907,6 +918,20 @@ impl<U: Clone + 'static> ValueWatcher<Option<U>> {
     /// ```
     pub fn wait_for_some(&self) -> WaitForSome<'_, U> {
         WaitForSome::new(self, IsSome::new())
+    }
+}
+
+/// Holds a setter's callbacks until they run; abandons them if dropped first.
+struct Abandon<'a, T> {
+    firing: Option<Firing<T>>,
+    lock: &'a Lock<State<T>>,
+}
+
+impl<T> Drop for Abandon<'_, T> {
+    fn drop(&mut self) {
+        if let Some(firing) = self.firing.take() {
+            firing.abandon(self.lock);
+        }
     }
 }
 
