@@ -177,6 +177,37 @@ fn wait_wake_ours((w, waker): (&'static ValueWatcher<u64>, &'static Waker)) {
     ours_cycle(w, waker, black_box(3));
 }
 
+/// A wait/wake cycle through `wait_until` (the value cloned for the waiter)
+/// and through `wait_map` (what the function returns, no clone): the cost of
+/// a user predicate, and what extracting instead of cloning changes.
+fn ours_until_cycle(w: &ValueWatcher<u64>, waker: &Waker, v: u64) {
+    let mut cx = Context::from_waker(waker);
+    let mut fut = pin!(w.wait_until(move |x| *x == v));
+    assert!(fut.as_mut().poll(&mut cx).is_pending());
+    w.set(v);
+    assert_eq!(fut.as_mut().poll(&mut cx), Poll::Ready(v));
+}
+
+fn ours_map_cycle(w: &ValueWatcher<u64>, waker: &Waker, v: u64) {
+    let mut cx = Context::from_waker(waker);
+    let mut fut = pin!(w.wait_map(move |x| (*x == v).then_some(*x)));
+    assert!(fut.as_mut().poll(&mut cx).is_pending());
+    w.set(v);
+    assert_eq!(fut.as_mut().poll(&mut cx), Poll::Ready(v));
+}
+
+#[library_benchmark]
+#[bench::value_watcher(ours_with_waker())]
+fn wait_until_wake_ours((w, waker): (&'static ValueWatcher<u64>, &'static Waker)) {
+    ours_until_cycle(w, waker, black_box(3));
+}
+
+#[library_benchmark]
+#[bench::value_watcher(ours_with_waker())]
+fn wait_map_wake_ours((w, waker): (&'static ValueWatcher<u64>, &'static Waker)) {
+    ours_map_cycle(w, waker, black_box(3));
+}
+
 #[library_benchmark]
 #[bench::tokio(tokio_with_waker())]
 fn wait_wake_tokio((tx, rx, waker): (&'static TokioTx, &'static mut TokioRx, &'static Waker)) {
@@ -195,7 +226,10 @@ fn set_nonmatching_ours(w: &'static ValueWatcher<u64>) -> bool {
 
 library_benchmark_group!(name = set; benchmarks = set_ours, set_tokio, set_spin);
 library_benchmark_group!(name = get; benchmarks = get_ours, get_tokio, get_spin);
-library_benchmark_group!(name = wait_wake; benchmarks = wait_wake_ours, wait_wake_tokio);
+library_benchmark_group!(
+    name = wait_wake;
+    benchmarks = wait_wake_ours, wait_until_wake_ours, wait_map_wake_ours, wait_wake_tokio
+);
 library_benchmark_group!(name = walk; benchmarks = set_nonmatching_ours);
 
 main!(library_benchmark_groups = set, get, wait_wake, walk);

@@ -173,6 +173,22 @@ impl<T> Garbage<T> {
         head: None,
         payload: None,
     };
+
+    /// The chain alone (for a garbage that carries no payload), to keep it
+    /// in a smaller place; [`Garbage::from_head`] turns it back.
+    fn into_head(self) -> Link<T> {
+        debug_assert!(self.payload.is_none());
+        let head = self.head;
+        core::mem::forget(self);
+        head
+    }
+
+    fn from_head(head: Link<T>) -> Self {
+        Self {
+            head,
+            payload: None,
+        }
+    }
 }
 
 impl<T> Drop for Garbage<T> {
@@ -203,7 +219,10 @@ pub(crate) struct Callbacks<T> {
     dead: usize,
     /// Setters walking the list outside the lock right now.
     running: usize,
-    next_id: u64,
+    /// How many ids were handed out; ids start at 1. Zero at first, like
+    /// every other field, so a `static` watcher of a zero value is all zero
+    /// bytes and lives in `.bss`, not in flash (`.data`).
+    ids: u64,
     /// The code a setter runs for callbacks, set by the first registration:
     /// a program that never registers one does not link it (SPEC §5 code
     /// size). `T::clone` (for `on_change`) and `T::eq` (for `on_value`) are
@@ -214,7 +233,8 @@ pub(crate) struct Callbacks<T> {
 }
 
 /// [`Callbacks::fire_locked`], through a pointer.
-pub(crate) type FireFn<T> = fn(&mut Callbacks<T>, &T, &mut Option<T>, Token) -> Option<Firing<T>>;
+pub(crate) type FireFn<T> =
+    fn(&mut Callbacks<T>, &T, &mut Option<T>, Token, &mut Option<Firing<T>>);
 
 /// [`Firing::run`], through a pointer.
 type RunFn<T> = fn(Firing<T>, &Lock<State<T>>, &T, Option<&T>, Option<Payload>);
@@ -235,7 +255,7 @@ impl<T> Callbacks<T> {
             pending: 0,
             dead: 0,
             running: 0,
-            next_id: 1,
+            ids: 0,
             fire: None,
             clone: None,
             eq: None,
@@ -244,28 +264,40 @@ impl<T> Callbacks<T> {
 
     /// Prepares the callbacks of a transition, if any was ever registered:
     /// see [`Callbacks::fire_locked`].
+    ///
+    /// The result goes to `firing`, a slot in the setter's frame (written in
+    /// place: returning it by value made a small target link `memcpy`).
     #[inline]
     pub(crate) fn fire(
         &mut self,
         new_value: &T,
         new: &mut Option<T>,
         token: Token,
-    ) -> Option<Firing<T>> {
-        let fire = self.fire?;
-        fire(self, new_value, new, token)
+        firing: &mut Option<Firing<T>>,
+    ) {
+        if let Some(fire) = self.fire {
+            fire(self, new_value, new, token, firing);
+        }
     }
 
     /// Whether a transition has nothing to do here: no live callback and no
     /// entry left to free. A watcher whose one-shots have all fired is idle.
+    ///
+    /// The same as `changes == 0 && pending == 0 && dead == 0` (every linked
+    /// entry is live or dead, and dead ones are unlinked when collected), in
+    /// one load for the setter's fast path.
     #[inline]
     pub(crate) fn is_idle(&self) -> bool {
-        self.changes == 0 && self.pending == 0 && self.dead == 0
+        debug_assert_eq!(
+            self.head.is_none(),
+            self.changes == 0 && self.pending == 0 && self.dead == 0
+        );
+        self.head.is_none()
     }
 
     fn next_id(&mut self) -> u64 {
-        let id = self.next_id;
-        self.next_id += 1;
-        id
+        self.ids += 1;
+        self.ids
     }
 
     /// An id that is never registered (for `on_value` that ran at once).
@@ -411,9 +443,10 @@ impl<T> Callbacks<T> {
         new_value: &T,
         new: &mut Option<T>,
         token: Token,
-    ) -> Option<Firing<T>> {
+        firing: &mut Option<Firing<T>>,
+    ) {
         if self.is_idle() {
-            return None;
+            return;
         }
         let mut panic = None;
         // Clone first: without `std` a panicking clone then leaves every
@@ -467,13 +500,13 @@ impl<T> Callbacks<T> {
         } else {
             None
         };
-        Some(Firing {
+        *firing = Some(Firing {
             walk,
-            garbage: self.collect_locked(),
+            garbage: self.collect_locked().into_head(),
             token,
             panic,
             run: Firing::run_impl,
-        })
+        });
     }
 }
 
@@ -520,14 +553,30 @@ impl<T> NewEntry<T> {
 pub(crate) struct Firing<T> {
     /// The first and last entries to visit, if anything runs.
     walk: Option<(Link<T>, Link<T>)>,
-    /// Entries unlinked under the lock, freed after it.
-    garbage: Garbage<T>,
+    /// A chain of entries unlinked under the lock, freed after it (see
+    /// [`Garbage::into_head`]).
+    garbage: Link<T>,
     token: Token,
     panic: Option<Payload>,
     run: RunFn<T>,
 }
 
 impl<T> Firing<T> {
+    /// Gives up on running the callbacks (something unwound first, without
+    /// `std`): frees what was unlinked, drops this setter's claims and leaves
+    /// `running`, as an unwinding walk does.
+    pub(crate) fn abandon(mut self, lock: &Lock<State<T>>) {
+        drop(Garbage::from_head(self.garbage.take()));
+        if let Some((first, last)) = self.walk {
+            drop(Walk {
+                lock,
+                cursor: first,
+                last,
+                token: self.token,
+            });
+        }
+    }
+
     /// Runs the callbacks; see [`Firing::run_impl`].
     #[inline]
     pub(crate) fn run(
@@ -552,7 +601,7 @@ impl<T> Firing<T> {
         earlier: Option<Payload>,
     ) {
         let mut panic = self.panic.take().or(earlier);
-        drop(core::mem::replace(&mut self.garbage, Garbage::NONE));
+        drop(Garbage::from_head(self.garbage.take()));
         let Some((first, last)) = self.walk else {
             if let Some(payload) = panic {
                 unwind::resume(payload);

@@ -195,19 +195,14 @@ mod imp {
         }
     }
 
-    const REENTERED_IN_DROP: &str = "value-watcher: a wait future or `changes()` stream was \
-        dropped from inside its own watcher's lock (a predicate, `PartialEq`, `Clone` or \
-        `with`/`set_if`/`modify` closure dropped it); it cannot unregister there and must \
-        not unwind, so the process aborts";
+    // Short: on a microcontroller every byte of it is flash.
+    const REENTERED_IN_DROP: &str =
+        "value-watcher: a registered wait was dropped inside its own watcher's lock; aborting";
 
     #[cold]
     #[inline(never)]
     fn reentered() -> ! {
-        panic!(
-            "value-watcher: a watcher was used from inside its own lock \
-             (a predicate, `PartialEq`, `Clone` or `with`/`set_if`/`modify` closure \
-             touched the same watcher)"
-        )
+        panic!("value-watcher: a watcher was used from inside its own lock")
     }
 
     impl<T> Drop for Guard<'_, T> {

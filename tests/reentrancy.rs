@@ -865,7 +865,7 @@ fn expect_abort(name: &str, body: impl FnOnce()) {
         "expected SIGABRT, got {status}; stderr:\n{stderr}"
     );
     assert!(
-        stderr.contains("dropped from inside its own watcher's lock"),
+        stderr.contains("a registered wait was dropped inside its own watcher's lock"),
         "stderr:\n{stderr}"
     );
 }
