@@ -23,6 +23,23 @@
 //! Only one algorithm exists above this module; the back ends differ only in
 //! how mutual exclusion is obtained.
 
+// A target without atomic compare-and-swap (Cortex-M0/M0+, RISC-V without the
+// A extension) cannot run a spinlock, and Cargo.toml does not even build `spin`
+// there: say what to do, as the first error, before the unresolved `spin`
+// import below that follows from it.
+#[cfg(not(any(
+    value_watcher_loom,
+    feature = "critical-section",
+    target_has_atomic = "8"
+)))]
+compile_error!(
+    "value-watcher: this target has no atomic compare-and-swap, so the default \
+     spinlock cannot work here; enable the `critical-section` feature \
+     (`default-features = false, features = [\"critical-section\"]`) and link a \
+     critical-section implementation (e.g. cortex-m's `critical-section-single-core` \
+     or riscv's `critical-section-single-hart`)"
+);
+
 // === spinlock (default) ===
 
 #[cfg(not(any(value_watcher_loom, feature = "critical-section")))]
