@@ -2,7 +2,7 @@
 //! must keep passing, and regressions it found.
 #![cfg(panic = "unwind")]
 
-use value_watcher_fuzz::{CountingAllocator, Kind, Op, Program, WakeAction, WakerChoice, run};
+use value_watcher_fuzz::{CountingAllocator, Kind, Op, Outside, Program, WakerChoice, run};
 
 /// Turns on the harness's allocation checks (SPEC §3.8).
 #[global_allocator]
@@ -59,24 +59,15 @@ fn queued_waiters_dropped_and_polled_from_a_waker() {
         },
         Op::Poll {
             slot: 0,
-            waker: WakerChoice::Acting(WakeAction {
-                target: 39,
-                drop: true,
-            }),
+            waker: WakerChoice::Acting(Outside::Drop(39)),
         },
         Op::Poll {
             slot: 1,
-            waker: WakerChoice::Acting(WakeAction {
-                target: 35,
-                drop: false,
-            }),
+            waker: WakerChoice::Acting(Outside::Poll(35)),
         },
         Op::Poll {
             slot: 2,
-            waker: WakerChoice::Acting(WakeAction {
-                target: 2,
-                drop: true,
-            }),
+            waker: WakerChoice::Acting(Outside::Drop(2)),
         },
         Op::Set(1),
     ];
@@ -98,10 +89,7 @@ fn three_wake_batches() {
         },
         Op::Poll {
             slot: 3,
-            waker: WakerChoice::Acting(WakeAction {
-                target: 70,
-                drop: true,
-            }),
+            waker: WakerChoice::Acting(Outside::Drop(70)),
         },
         Op::Set(5),
     ];
