@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # The whole test suite under AddressSanitizer (nightly): unit tests, every
-# integration test binary and the doctests. The explicit --target keeps build
-# scripts and proc-macros uninstrumented; RUSTDOCFLAGS instruments the
-# doctest binaries the same way (without it every doctest fails to link:
-# undefined `__asan_*` symbols). Nothing is left out: tests/alloc.rs,
-# with its own counting global allocator, runs fine on top of ASan's.
+# integration test binary and the doctests, then the library and integration
+# tests again with the critical-section lock (whose reentrancy checks are what
+# the use-after-free regression tests of tests/reentrancy.rs exercise). The
+# explicit --target keeps build scripts and proc-macros uninstrumented;
+# RUSTDOCFLAGS instruments the doctest binaries the same way (without it every
+# doctest fails to link: undefined `__asan_*` symbols). Nothing is left out:
+# tests/alloc.rs, with its own counting global allocator, runs fine on top of
+# ASan's.
 #
 # Leak detection is off: several tests leak a watcher on purpose
 # (`Box::leak` for a `'static` watcher that its own callback or a waker
@@ -19,4 +22,5 @@ export RUSTDOCFLAGS="-Zsanitizer=address"
 export ASAN_OPTIONS="detect_leaks=0:detect_stack_use_after_return=1"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-target}/asan"
 cargo +nightly test --locked --target x86_64-unknown-linux-gnu
+cargo +nightly test --locked --target x86_64-unknown-linux-gnu --features critical-section --lib --tests
 echo "ASan test suite: $(( $(date +%s) - start )) s"

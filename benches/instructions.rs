@@ -97,6 +97,24 @@ fn ours_with_waiters(n: u64) -> &'static ValueWatcher<u64> {
     w
 }
 
+/// A watcher whose only callback was an `on_value` one-shot that has fired:
+/// SPEC 3.19 says a set then costs what it costs with no callbacks at all.
+fn ours_with_spent_one_shot() -> &'static ValueWatcher<u64> {
+    let w = ours();
+    w.on_value(2, || {});
+    w.set(2);
+    w.set(1);
+    w
+}
+
+/// A watcher with one `on_change` callback that does nothing.
+fn ours_with_on_change() -> &'static ValueWatcher<u64> {
+    let w = ours();
+    w.on_change(|_, _| {});
+    w.set(2);
+    w
+}
+
 // === the measured operations ===
 
 fn ours_cycle(w: &ValueWatcher<u64>, waker: &Waker, v: u64) {
@@ -117,6 +135,8 @@ fn tokio_cycle(tx: &TokioTx, rx: &mut TokioRx, waker: &Waker, v: u64) {
 
 #[library_benchmark]
 #[bench::value_watcher(ours())]
+#[bench::spent_one_shot(ours_with_spent_one_shot())]
+#[bench::one_on_change(ours_with_on_change())]
 fn set_ours(w: &'static ValueWatcher<u64>) -> bool {
     w.set(black_box(7))
 }

@@ -1,22 +1,59 @@
 //! `on_change` and `on_value` callbacks.
 //!
-//! The registered callbacks form an immutable, reference-counted snapshot in
-//! registration order. A setter clones the `Arc` under the lock (no
-//! allocation) and runs the snapshot after unlocking, so callbacks may use the
-//! watcher freely; registering or removing builds a new snapshot (which may
-//! allocate). An `on_value` target is also listed in the lock-guarded state,
-//! where the setter compares it with each transition's new value under the
-//! lock and marks it fired with that transition's version; the setter then
-//! runs exactly the one-shots it marked, taking each out of its slot, so a
-//! one-shot runs at most once even when setters race.
+//! # Implementation notes
+//!
+//! The callbacks of one watcher form a singly linked list of heap entries in
+//! registration order, guarded by the watcher's own lock: no atomic reference
+//! count, no compare-and-swap, so the list works on targets without either
+//! (Cortex-M0, RISC-V `imc`). Registering allocates the entry; setting never
+//! allocates.
+//!
+//! A setter that has callbacks to run does three things:
+//!
+//! 1. Under the lock, in the same critical section that stored the value, it
+//!    compares each pending `on_value` target with the new value and *claims*
+//!    the ones that match, by writing its own token (the address of a local
+//!    of its `deliver` frame, unique among live setters) into the entry's
+//!    `state`. It counts itself in `running` and remembers the first and last
+//!    entry of the list as it is now.
+//! 2. After unlocking (and waking the waiters), it walks from the first to the
+//!    last entry it saw: it calls each live `on_change` callback, and each
+//!    `on_value` entry that carries its own token, whose payload (target value
+//!    and closure) it takes out: once claimed, nobody else touches the payload.
+//! 3. It locks again to leave `running`. The last setter to leave frees the
+//!    entries that are no longer live (removed or fired), after unlocking.
+//!
+//! ## Why the walk needs no lock
+//!
+//! While `running > 0` no entry is unlinked or freed, so the entries between a
+//! setter's first and last are all alive. Each of them except the last had its
+//! `next` link written before the setter looked, under the lock (only the
+//! list's tail gets a new `next`, when something is appended), so the setter
+//! reads links that nobody writes any more. An entry's closure and kind never
+//! change after it is linked; the only field that does, `state`, is an atomic
+//! that is only loaded and stored. A removal during a walk marks the entry
+//! dead, and the walk skips it if it has not reached it yet.
+//!
+//! ## Entry states
+//!
+//! | `state`  | meaning                              | payload owned by        |
+//! |----------|--------------------------------------|-------------------------|
+//! | `LIVE`   | registered, can run                  | the list (lock)         |
+//! | a token  | `on_value` claimed by that setter    | that setter, no lock    |
+//! | `DEAD`   | removed, fired, or its target's `PartialEq` panicked | the list |
+//!
+//! With no setter running, a token can only be left by a setter that unwound
+//! (without `std`), so every entry that is not `LIVE` is freed then.
 
 use alloc::boxed::Box;
-use alloc::sync::Arc;
-use alloc::vec::Vec;
 use core::fmt;
+use core::ptr::NonNull;
+use core::sync::atomic::Ordering::Relaxed;
 
 use crate::lock::Lock;
+use crate::sync::{AtomicUsize, UnsafeCell};
 use crate::unwind::{self, Payload};
+use crate::watcher::State;
 
 /// Identifies a callback registered with
 /// [`on_change`](crate::ValueWatcher::on_change) or
@@ -48,92 +85,181 @@ impl fmt::Debug for CallbackId {
     }
 }
 
-type ChangeFn<T> = dyn Fn(&T, &T) + Send + Sync;
-type OnceFn = Box<dyn FnOnce() + Send>;
+pub(crate) type ChangeFn<T> = Box<dyn Fn(&T, &T) + Send + Sync>;
+pub(crate) type OnceFn = Box<dyn FnOnce() + Send>;
 
-/// `fired_at` value of a one-shot that will never run (removed, or its
-/// target's `PartialEq` panicked).
-const NEVER: u64 = u64::MAX;
+/// `state` of an entry that can run.
+const LIVE: usize = 0;
+/// `state` of an entry that will never run again. No object can sit at the
+/// last address, so no token equals it.
+const DEAD: usize = usize::MAX;
 
-/// The slot of one `on_value` callback.
-struct OneShot {
-    state: Lock<Shot>,
-}
+/// Identifies one setter's claims: the address of a local in its frame.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Token(usize);
 
-struct Shot {
-    f: Option<OnceFn>,
-    /// 0 while pending; else the version of the transition that fired it (or
-    /// `NEVER`). Versions of transitions start at 1.
-    fired_at: u64,
-}
-
-impl OneShot {
-    fn is_pending(&self) -> bool {
-        self.state.lock().fired_at == 0
+impl Token {
+    /// The token of the setter whose frame holds `anchor`. Distinct live
+    /// frames (on any thread, or nested on one) give distinct tokens.
+    pub(crate) fn of<A>(anchor: &A) -> Self {
+        Token(core::ptr::from_ref(anchor) as usize)
     }
 }
 
-enum Entry<T> {
-    Change(Arc<ChangeFn<T>>),
-    Once(Arc<OneShot>),
+/// What an `on_value` entry holds until it runs or is removed.
+struct OneShot<T> {
+    target: T,
+    f: OnceFn,
 }
 
-struct Callback<T> {
+enum Kind<T> {
+    Change(ChangeFn<T>),
+    /// `None` once taken by the setter that claimed it or by a removal.
+    Once(UnsafeCell<Option<OneShot<T>>>),
+}
+
+struct Entry<T> {
     id: u64,
-    entry: Entry<T>,
+    /// Written under the lock; see "Why the walk needs no lock".
+    next: UnsafeCell<Link<T>>,
+    /// `LIVE`, `DEAD` or a setter's token; loaded and stored, never swapped.
+    state: AtomicUsize,
+    kind: Kind<T>,
 }
 
-// Not derived: a derive would demand `T: Clone`, but only `Arc`s are cloned.
-impl<T> Clone for Callback<T> {
-    fn clone(&self) -> Self {
-        let entry = match &self.entry {
-            Entry::Change(f) => Entry::Change(f.clone()),
-            Entry::Once(shot) => Entry::Once(shot.clone()),
-        };
-        Self { id: self.id, entry }
+type Link<T> = Option<NonNull<Entry<T>>>;
+
+impl<T> Entry<T> {
+    fn new(kind: Kind<T>) -> Box<Self> {
+        Box::new(Entry {
+            id: 0,
+            next: UnsafeCell::new(None),
+            state: AtomicUsize::new(LIVE),
+            kind,
+        })
+    }
+
+    /// # Safety
+    ///
+    /// `entry` is alive, and no one writes its `next` concurrently: the caller
+    /// holds the lock, or is a running setter and `entry` is not the last
+    /// entry it saw.
+    unsafe fn next(entry: NonNull<Self>) -> Link<T> {
+        // SAFETY: alive per the caller; the read does not race (see above).
+        unsafe { entry.as_ref().next.with(|next| *next) }
+    }
+
+    /// # Safety
+    ///
+    /// `entry` is alive, the caller holds the lock, and no running setter
+    /// reads this link (it is the tail's, or no setter is running).
+    unsafe fn set_next(entry: NonNull<Self>, next: Link<T>) {
+        // SAFETY: as the caller guarantees, this write races with nothing.
+        unsafe { entry.as_ref().next.with_mut(|slot| *slot = next) }
     }
 }
 
-/// An `on_value` target still waiting for its value (lock-guarded).
-struct Target<T> {
-    value: T,
-    shot: Arc<OneShot>,
-}
-
-type Snapshot<T> = Arc<[Callback<T>]>;
-
-/// Values to drop after the lock is released (user closures and values).
+/// Entries taken out of the list, freed (closures and target values dropped)
+/// when this is dropped, which callers do after releasing the lock.
 #[must_use = "drop this after releasing the lock"]
 pub(crate) struct Garbage<T> {
-    _snapshot: Option<Snapshot<T>>,
-    _targets: Vec<Target<T>>,
-    _f: Option<OnceFn>,
+    head: Link<T>,
+    /// A payload taken out of an entry that stays linked for now.
+    payload: Option<OneShot<T>>,
+}
+
+impl<T> Garbage<T> {
+    const NONE: Self = Self {
+        head: None,
+        payload: None,
+    };
+}
+
+impl<T> Drop for Garbage<T> {
+    fn drop(&mut self) {
+        while let Some(entry) = self.head {
+            // SAFETY: the entries of a garbage chain were unlinked from the
+            // list with no setter running, so this chain owns them; each came
+            // from `Box::into_raw` in `push_locked`.
+            let entry = unsafe { Box::from_raw(entry.as_ptr()) };
+            self.head = entry.next.with(|next| {
+                // SAFETY: we own the entry now.
+                unsafe { *next }
+            });
+            drop(entry);
+        }
+    }
 }
 
 /// The callback registry of one watcher; lives in the lock-guarded state.
 pub(crate) struct Callbacks<T> {
-    snapshot: Option<Snapshot<T>>,
-    targets: Vec<Target<T>>,
-    /// How many `Change` entries the snapshot holds (they need a clone of the
-    /// new value).
+    head: Link<T>,
+    tail: Link<T>,
+    /// Live `on_change` entries (they need a clone of the new value).
     changes: usize,
+    /// `on_value` entries still waiting for their value.
+    pending: usize,
+    /// Linked entries that are not live.
+    dead: usize,
+    /// Setters walking the list outside the lock right now.
+    running: usize,
     next_id: u64,
+    /// The code a setter runs for callbacks, set by the first registration:
+    /// a program that never registers one does not link it (SPEC §5 code
+    /// size). `T::clone` (for `on_change`) and `T::eq` (for `on_value`) are
+    /// reached the same way, so neither bound is needed to fire callbacks.
+    fire: Option<FireFn<T>>,
+    clone: Option<fn(&T) -> T>,
+    eq: Option<fn(&T, &T) -> bool>,
 }
+
+/// [`Callbacks::fire_locked`], through a pointer.
+pub(crate) type FireFn<T> = fn(&mut Callbacks<T>, &T, &mut Option<T>, Token) -> Option<Firing<T>>;
+
+/// [`Firing::run`], through a pointer.
+type RunFn<T> = fn(Firing<T>, &Lock<State<T>>, &T, Option<&T>, Option<Payload>);
+
+// SAFETY: the entries behind the raw links are only reached under the lock
+// that guards this registry, or by running setters as the module notes
+// explain. An entry holds a `T` (moved between threads: `T: Send`), closures
+// that are `Send` (a `FnOnce` runs on one thread) and `Send + Sync`
+// (`on_change` callbacks may run on several setters' threads at once).
+unsafe impl<T: Send> Send for Callbacks<T> {}
 
 impl<T> Callbacks<T> {
     pub(crate) const fn new() -> Self {
         Self {
-            snapshot: None,
-            targets: Vec::new(),
+            head: None,
+            tail: None,
             changes: 0,
+            pending: 0,
+            dead: 0,
+            running: 0,
             next_id: 1,
+            fire: None,
+            clone: None,
+            eq: None,
         }
     }
 
-    /// Whether no callback is registered.
+    /// Prepares the callbacks of a transition, if any was ever registered:
+    /// see [`Callbacks::fire_locked`].
     #[inline]
-    pub(crate) fn is_empty(&self) -> bool {
-        self.snapshot.is_none()
+    pub(crate) fn fire(
+        &mut self,
+        new_value: &T,
+        new: &mut Option<T>,
+        token: Token,
+    ) -> Option<Firing<T>> {
+        let fire = self.fire?;
+        fire(self, new_value, new, token)
+    }
+
+    /// Whether a transition has nothing to do here: no live callback and no
+    /// entry left to free. A watcher whose one-shots have all fired is idle.
+    #[inline]
+    pub(crate) fn is_idle(&self) -> bool {
+        self.changes == 0 && self.pending == 0 && self.dead == 0
     }
 
     fn next_id(&mut self) -> u64 {
@@ -147,219 +273,393 @@ impl<T> Callbacks<T> {
         CallbackId(self.next_id())
     }
 
-    pub(crate) fn add_change_locked(&mut self, f: Arc<ChangeFn<T>>) -> (CallbackId, Garbage<T>) {
-        let id = self.next_id();
-        let garbage = self.rebuild_locked(
-            None,
-            Some(Callback {
-                id,
-                entry: Entry::Change(f),
-            }),
-        );
-        (CallbackId(id), garbage)
+    /// Allocates an `on_change` entry (call without the lock).
+    pub(crate) fn change_entry(f: ChangeFn<T>) -> NewEntry<T>
+    where
+        T: Clone,
+    {
+        NewEntry {
+            entry: Entry::new(Kind::Change(f)),
+            clone: Some(T::clone),
+            eq: None,
+        }
     }
 
-    pub(crate) fn add_once_locked(&mut self, value: T, f: OnceFn) -> (CallbackId, Garbage<T>) {
-        let shot = Arc::new(OneShot {
-            state: Lock::new(Shot {
-                f: Some(f),
-                fired_at: 0,
-            }),
-        });
+    /// Allocates an `on_value` entry (call without the lock).
+    pub(crate) fn once_entry(target: T, f: OnceFn) -> NewEntry<T>
+    where
+        T: PartialEq,
+    {
+        NewEntry {
+            entry: Entry::new(Kind::Once(UnsafeCell::new(Some(OneShot { target, f })))),
+            clone: None,
+            eq: Some(T::eq),
+        }
+    }
+
+    /// Appends an entry; also frees what is left to free.
+    pub(crate) fn push_locked(&mut self, entry: NewEntry<T>) -> (CallbackId, Garbage<T>) {
+        self.fire = Some(Self::fire_locked);
+        self.clone = self.clone.or(entry.clone);
+        self.eq = self.eq.or(entry.eq);
+        let mut entry = entry.entry;
         let id = self.next_id();
-        self.targets.push(Target {
-            value,
-            shot: shot.clone(),
-        });
-        let garbage = self.rebuild_locked(
-            None,
-            Some(Callback {
-                id,
-                entry: Entry::Once(shot),
-            }),
-        );
-        (CallbackId(id), garbage)
+        entry.id = id;
+        match entry.kind {
+            Kind::Change(_) => self.changes += 1,
+            Kind::Once(_) => self.pending += 1,
+        }
+        let entry = NonNull::from(Box::leak(entry));
+        match self.tail {
+            // SAFETY: the tail is alive (linked), we hold the lock, and no
+            // running setter reads the tail's link.
+            Some(tail) => unsafe { Entry::set_next(tail, Some(entry)) },
+            None => self.head = Some(entry),
+        }
+        self.tail = Some(entry);
+        (CallbackId(id), self.collect_locked())
     }
 
     /// Unregisters `id`; returns whether it was still registered (an
     /// `on_value` that has fired is not).
     pub(crate) fn remove_locked(&mut self, id: CallbackId) -> (bool, Garbage<T>) {
-        let Some(entry) = self
-            .snapshot
-            .iter()
-            .flat_map(|s| s.iter())
-            .find(|c| c.id == id.0)
-        else {
-            return (
-                false,
-                Garbage {
-                    _snapshot: None,
-                    _targets: Vec::new(),
-                    _f: None,
-                },
-            );
-        };
-        let (was_live, f) = match &entry.entry {
-            Entry::Change(_) => (true, None),
-            Entry::Once(shot) => {
-                let mut state = shot.state.lock();
-                if state.fired_at == 0 {
-                    state.fired_at = NEVER;
-                    (true, state.f.take())
-                } else {
-                    (false, None)
+        let mut cursor = self.head;
+        while let Some(entry) = cursor {
+            // SAFETY: linked entries are alive; we hold the lock.
+            let e = unsafe { entry.as_ref() };
+            if e.id == id.0 {
+                if e.state.load(Relaxed) != LIVE {
+                    break;
                 }
+                e.state.store(DEAD, Relaxed);
+                self.dead += 1;
+                let payload = match &e.kind {
+                    Kind::Change(_) => {
+                        self.changes -= 1;
+                        None
+                    }
+                    Kind::Once(cell) => {
+                        self.pending -= 1;
+                        // SAFETY: a live one-shot's payload is only reached
+                        // under the lock, which we hold.
+                        cell.with_mut(|p| unsafe { (*p).take() })
+                    }
+                };
+                let mut garbage = self.collect_locked();
+                garbage.payload = payload;
+                return (true, garbage);
             }
-        };
-        let mut garbage = self.rebuild_locked(Some(id.0), None);
-        garbage._f = f;
-        (was_live, garbage)
+            // SAFETY: we hold the lock.
+            cursor = unsafe { Entry::next(entry) };
+        }
+        (false, Garbage::NONE)
     }
 
-    /// Builds the next snapshot: the current one without `remove` and without
-    /// one-shots that can no longer run, plus `add`. Also drops targets of
-    /// such one-shots.
-    fn rebuild_locked(&mut self, remove: Option<u64>, add: Option<Callback<T>>) -> Garbage<T> {
-        let old = self.snapshot.take();
-        let kept = old.iter().flat_map(|s| s.iter()).filter(|c| {
-            Some(c.id) != remove
-                && match &c.entry {
-                    Entry::Change(_) => true,
-                    Entry::Once(shot) => shot.is_pending(),
-                }
-        });
-        let next: Snapshot<T> = kept.cloned().chain(add).collect();
-        self.changes = next
-            .iter()
-            .filter(|c| matches!(c.entry, Entry::Change(_)))
-            .count();
-        self.snapshot = (!next.is_empty()).then_some(next);
-
-        let mut spent = Vec::new();
-        let mut i = 0;
-        while i < self.targets.len() {
-            if self.targets[i].shot.is_pending() {
-                i += 1;
+    /// With no setter running, unlinks every entry that is not live, into a
+    /// chain to free after unlocking.
+    fn collect_locked(&mut self) -> Garbage<T> {
+        if self.running > 0 || self.dead == 0 {
+            return Garbage::NONE;
+        }
+        let mut garbage = Garbage::NONE;
+        let mut garbage_tail: Link<T> = None;
+        let mut prev: Link<T> = None;
+        let mut cursor = self.head;
+        while let Some(entry) = cursor {
+            // SAFETY: linked entries are alive; we hold the lock, and no
+            // setter is running, so no one else reads or writes any link.
+            let next = unsafe { Entry::next(entry) };
+            // SAFETY: as above.
+            if unsafe { entry.as_ref() }.state.load(Relaxed) == LIVE {
+                prev = Some(entry);
             } else {
-                spent.push(self.targets.swap_remove(i));
+                match prev {
+                    // SAFETY: as above; `prev` is linked, hence alive.
+                    Some(prev) => unsafe { Entry::set_next(prev, next) },
+                    None => self.head = next,
+                }
+                // SAFETY: as above.
+                unsafe { Entry::set_next(entry, None) };
+                match garbage_tail {
+                    // SAFETY: the garbage chain is ours alone.
+                    Some(tail) => unsafe { Entry::set_next(tail, Some(entry)) },
+                    None => garbage.head = Some(entry),
+                }
+                garbage_tail = Some(entry);
             }
+            cursor = next;
         }
-        Garbage {
-            _snapshot: old,
-            _targets: spent,
-            _f: None,
-        }
+        self.tail = prev;
+        self.dead = 0;
+        garbage
     }
 
-    /// Prepares the callbacks of one transition to `new_value` (`version`):
-    /// marks the `on_value` targets it reaches and clones what the callbacks
-    /// need. Returns `None` if no callback has to run.
+    /// Prepares the callbacks of one transition to `new_value`: claims the
+    /// `on_value` entries it reaches and, if an `on_change` callback is live,
+    /// clones the new value into `new` (a slot in the setter's frame, so that
+    /// the clone is never dropped under the lock). Returns `None` if there is
+    /// nothing to run or free.
     ///
-    /// With `std`, a panic in a target's `PartialEq` or in the clone of `new`
-    /// is caught and resumed by [`Firing::run`] after the other callbacks ran;
-    /// without `std` it unwinds from here: after a panicking clone nothing is
-    /// marked; after a panicking `PartialEq` the targets compared before it are
-    /// marked but do not run.
-    pub(crate) fn fire_locked(&mut self, new_value: &T, version: u64) -> Option<Firing<T>>
-    where
-        T: Clone + PartialEq,
-    {
-        let snapshot = self.snapshot.as_ref()?;
+    /// With `std`, a panic in a target's `PartialEq` or in the clone is
+    /// caught, and resumed by [`Firing::run`] after the other callbacks ran
+    /// (a target whose `PartialEq` panicked is dropped and never runs).
+    /// Without `std` it unwinds from here with the registry consistent: after
+    /// a panicking clone nothing is claimed; after a panicking `PartialEq` the
+    /// entries claimed before it are dropped by a later setter, unrun.
+    fn fire_locked(
+        &mut self,
+        new_value: &T,
+        new: &mut Option<T>,
+        token: Token,
+    ) -> Option<Firing<T>> {
+        if self.is_idle() {
+            return None;
+        }
         let mut panic = None;
         // Clone first: without `std` a panicking clone then leaves every
-        // target pending instead of marked for a firing that never runs.
-        let new = if self.changes > 0 {
-            match unwind::catch(|| new_value.clone()) {
-                Ok(new) => Some(new),
-                Err(payload) => {
-                    panic = Some(payload);
-                    None
-                }
+        // target pending. (`changes > 0` only after an `on_change`
+        // registration, which set `clone`.)
+        if let (true, Some(clone)) = (self.changes > 0, self.clone) {
+            match unwind::catch(|| clone(new_value)) {
+                Ok(value) => *new = Some(value),
+                Err(payload) => panic = Some(payload),
             }
+        }
+        let mut claimed = false;
+        // `pending > 0` only after an `on_value` registration, which set `eq`.
+        if let (true, Some(eq)) = (self.pending > 0, self.eq) {
+            let mut cursor = self.head;
+            while let Some(entry) = cursor {
+                // SAFETY: linked entries are alive; we hold the lock.
+                let e = unsafe { entry.as_ref() };
+                // SAFETY: we hold the lock.
+                cursor = unsafe { Entry::next(entry) };
+                let Kind::Once(cell) = &e.kind else { continue };
+                if e.state.load(Relaxed) != LIVE {
+                    continue;
+                }
+                // SAFETY: a live one-shot's payload is only reached under the
+                // lock, which we hold; the reference ends with this statement.
+                let hit = cell.with(|p| match unsafe { &*p } {
+                    Some(shot) => unwind::catch(|| eq(&shot.target, new_value)),
+                    None => Ok(false),
+                });
+                match hit {
+                    Ok(false) => continue,
+                    Ok(true) => {
+                        e.state.store(token.0, Relaxed);
+                        claimed = true;
+                    }
+                    Err(payload) => {
+                        e.state.store(DEAD, Relaxed);
+                        panic.get_or_insert(payload);
+                    }
+                }
+                self.pending -= 1;
+                self.dead += 1;
+            }
+        }
+        // Walk the list only if something runs; the walk's end frees what
+        // is dead, else it is freed now (or by the setter still running).
+        let walk = if self.changes > 0 || claimed {
+            self.running += 1;
+            Some((self.head, self.tail))
         } else {
             None
         };
-        let mut fired = false;
-        for target in &self.targets {
-            let mut shot = target.shot.state.lock();
-            if shot.fired_at != 0 {
-                continue;
-            }
-            match unwind::catch(|| target.value == *new_value) {
-                Ok(false) => {}
-                Ok(true) => {
-                    shot.fired_at = version;
-                    fired = true;
-                }
-                Err(payload) => {
-                    shot.fired_at = NEVER;
-                    panic.get_or_insert(payload);
-                }
-            }
-        }
-        if !fired && new.is_none() && panic.is_none() {
-            return None;
-        }
         Some(Firing {
-            snapshot: snapshot.clone(),
-            new,
-            version,
+            walk,
+            garbage: self.collect_locked(),
+            token,
             panic,
+            run: Firing::run_impl,
         })
     }
 }
 
-/// The callbacks of one transition, run by the setter after unlocking.
+/// A new entry, allocated before the lock is taken, with what firing it
+/// needs of `T`.
+pub(crate) struct NewEntry<T> {
+    entry: Box<Entry<T>>,
+    clone: Option<fn(&T) -> T>,
+    eq: Option<fn(&T, &T) -> bool>,
+}
+
+impl<T> NewEntry<T> {
+    /// Whether an `on_value` entry's target equals `value` (runs `T::eq`).
+    pub(crate) fn target_equals(&self, value: &T) -> bool
+    where
+        T: PartialEq,
+    {
+        match &self.entry.kind {
+            // SAFETY: the entry is not linked yet: this is its only user.
+            Kind::Once(cell) => cell.with(|p| match unsafe { &*p } {
+                Some(shot) => *value == shot.target,
+                None => false,
+            }),
+            Kind::Change(_) => false,
+        }
+    }
+
+    /// Runs an `on_value` entry's closure at once, having dropped its target.
+    pub(crate) fn run_now(self) {
+        if let Kind::Once(cell) = &self.entry.kind {
+            // SAFETY: not linked: this is its only user.
+            if let Some(OneShot { target, f }) = cell.with_mut(|p| unsafe { (*p).take() }) {
+                drop(target);
+                drop(self);
+                f();
+            }
+        }
+    }
+}
+
+/// The callbacks of one transition, run by the setter after unlocking. The
+/// setter counts in `running` until [`Firing::run`] (or its unwinding) ends.
+#[must_use = "run the callbacks"]
 pub(crate) struct Firing<T> {
-    snapshot: Snapshot<T>,
-    new: Option<T>,
-    version: u64,
+    /// The first and last entries to visit, if anything runs.
+    walk: Option<(Link<T>, Link<T>)>,
+    /// Entries unlinked under the lock, freed after it.
+    garbage: Garbage<T>,
+    token: Token,
     panic: Option<Payload>,
+    run: RunFn<T>,
 }
 
 impl<T> Firing<T> {
-    /// Runs the callbacks in registration order. With `std`, every callback
-    /// runs even if an earlier one panicked, and the first panic is resumed
-    /// at the end (`panic`, caught under the lock, comes first, then `earlier`, a
-    /// waker's panic the setter caught).
-    pub(crate) fn run(self, old: &T, earlier: Option<Payload>) {
-        let Firing {
-            snapshot,
-            new,
-            version,
-            mut panic,
-        } = self;
-        if panic.is_none() {
-            panic = earlier;
-        }
-        for callback in snapshot.iter() {
-            let result = match &callback.entry {
-                Entry::Change(f) => match &new {
-                    Some(new) => unwind::catch(|| f(old, new)),
-                    None => Ok(()),
+    /// Runs the callbacks; see [`Firing::run_impl`].
+    #[inline]
+    pub(crate) fn run(
+        self,
+        lock: &Lock<State<T>>,
+        old: &T,
+        new: Option<&T>,
+        earlier: Option<Payload>,
+    ) {
+        (self.run)(self, lock, old, new, earlier);
+    }
+
+    /// Runs the callbacks in registration order, then leaves `running`. With
+    /// `std`, every callback runs even if an earlier one panicked, and the
+    /// first panic is resumed at the end (`panic`, caught under the lock,
+    /// comes first, then `earlier`, a waker's panic the setter caught).
+    fn run_impl(
+        mut self,
+        lock: &Lock<State<T>>,
+        old: &T,
+        new: Option<&T>,
+        earlier: Option<Payload>,
+    ) {
+        let mut panic = self.panic.take().or(earlier);
+        drop(core::mem::replace(&mut self.garbage, Garbage::NONE));
+        let Some((first, last)) = self.walk else {
+            if let Some(payload) = panic {
+                unwind::resume(payload);
+            }
+            return;
+        };
+        // Leaves `running` however the walk ends; after an unwind it also
+        // gives up the claims the walk did not reach.
+        let mut walk = Walk {
+            lock,
+            cursor: first,
+            last,
+            token: self.token,
+        };
+        while let Some(entry) = walk.cursor {
+            // SAFETY: `entry` lies between the first and last entries this
+            // setter saw while `running` counts it, so it is alive.
+            let e = unsafe { entry.as_ref() };
+            // Advance first, so an unwind from the callback resumes after it.
+            walk.cursor = if Some(entry) == walk.last {
+                None
+            } else {
+                // SAFETY: alive (above), and not the last entry seen, so its
+                // link was written before this setter looked and is stable.
+                unsafe { Entry::next(entry) }
+            };
+            let result = match &e.kind {
+                Kind::Change(f) => match new {
+                    Some(new) if e.state.load(Relaxed) == LIVE => unwind::catch(|| f(old, new)),
+                    _ => Ok(()),
                 },
-                Entry::Once(shot) => {
-                    let f = {
-                        let mut state = shot.state.lock();
-                        if state.fired_at == version {
-                            state.f.take()
-                        } else {
-                            None
+                Kind::Once(cell) if e.state.load(Relaxed) == self.token.0 => {
+                    // SAFETY: the entry carries this setter's token, so this
+                    // setter alone owns the payload (module notes).
+                    let shot = cell.with_mut(|p| unsafe { (*p).take() });
+                    e.state.store(DEAD, Relaxed);
+                    match shot {
+                        Some(OneShot { target, f }) => {
+                            drop(target);
+                            unwind::catch(f)
                         }
-                    };
-                    match f {
-                        Some(f) => unwind::catch(f),
                         None => Ok(()),
                     }
                 }
+                Kind::Once(_) => Ok(()),
             };
             if let Err(payload) = result {
                 panic.get_or_insert(payload);
             }
         }
-        drop((snapshot, new));
+        drop(walk);
         if let Some(payload) = panic {
             unwind::resume(payload);
         }
+    }
+}
+
+/// A setter's walk over the callback list, as a guard.
+struct Walk<'a, T> {
+    lock: &'a Lock<State<T>>,
+    /// The next entry to visit; `None` once past the last one.
+    cursor: Link<T>,
+    last: Link<T>,
+    token: Token,
+}
+
+impl<T> Drop for Walk<'_, T> {
+    fn drop(&mut self) {
+        // After an unwind (without `std`), the claims not reached yet will
+        // never run: mark them dead, so no later setter with an equal token
+        // takes them for its own. Only this setter writes its token's
+        // entries, so no lock is needed for that.
+        while let Some(entry) = self.cursor {
+            // SAFETY: as in `Firing::run`.
+            let e = unsafe { entry.as_ref() };
+            if e.state.load(Relaxed) == self.token.0 {
+                e.state.store(DEAD, Relaxed);
+            }
+            self.cursor = if Some(entry) == self.last {
+                None
+            } else {
+                // SAFETY: as in `Firing::run`.
+                unsafe { Entry::next(entry) }
+            };
+        }
+        let garbage = {
+            let mut state = self.lock.lock();
+            let callbacks = &mut state.callbacks;
+            callbacks.running -= 1;
+            callbacks.collect_locked()
+        };
+        drop(garbage);
+    }
+}
+
+impl<T> Drop for Callbacks<T> {
+    fn drop(&mut self) {
+        // The watcher is going away: nobody runs or holds the list.
+        self.running = 0;
+        let mut cursor = self.head;
+        while let Some(entry) = cursor {
+            // SAFETY: linked entries are alive and ours alone now.
+            cursor = unsafe { Entry::next(entry) };
+            // SAFETY: as above.
+            unsafe { entry.as_ref() }.state.store(DEAD, Relaxed);
+            self.dead += 1;
+        }
+        drop(self.collect_locked());
     }
 }

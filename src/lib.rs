@@ -134,14 +134,43 @@
 //! so data written before a `set` is visible to the task that wakes up from
 //! it.
 //!
-//! # Where code runs, and the lock
+//! # Hooks: where your code runs
 //!
 //! The value, version and waiter list are guarded by one lock, held only for
-//! short work. Under it run: `PartialEq` and `Clone` of `T`, waiters'
-//! predicates (on the setting thread, once per transition per waiter), and the
-//! closures of [`with`](ValueWatcher::with), [`set_if`](ValueWatcher::set_if)
-//! and [`modify`](ValueWatcher::modify). These must be cheap and must not use
-//! the same watcher. Wakers and callbacks never run under the lock.
+//! short, bounded work. This table lists every place the crate calls code of
+//! yours, whether the lock is held, and what that code may do to *the same*
+//! watcher (other watchers are always fine). `tests/reentrancy.rs` has a test
+//! for each row, with both locks.
+//!
+//! | your code | lock held? | runs on | may use the same watcher? |
+//! |-----------|------------|---------|---------------------------|
+//! | `PartialEq::eq` of `T` | yes | the thread calling `set`, `set_if`, `modify`, `on_value` | no (†) |
+//! | `Clone::clone` of `T` | yes | the caller of `get`, a polling task, a setter (for waiters and `on_change`) | no (†) |
+//! | `Debug::fmt` of `T`, in the watcher's `Debug` | yes | the formatting thread | no (†) |
+//! | wait predicates (`wait_until`) | yes | the first poll, then each setter | no (†) |
+//! | closures of `with`, `set_if`, `modify` (consumed by the call, so what they captured by value is dropped there too) | yes | the caller | no (†) |
+//! | `Waker::clone`, when a future registers or changes wakers | yes | the polling task | no (†) |
+//! | `Drop` of `T` (old, rejected, rolled-back, captured or target values) | **no** | whoever lets go of the value: a setter after unlocking, a future's poll or drop, `remove_callback` | yes |
+//! | `Drop` of predicates and callbacks | **no** | the future's drop; `remove_callback` or the setter that ran or fired it | yes |
+//! | `Drop` of a waker | **no** | the poll that replaced it, the future's drop, the setter that woke it | yes |
+//! | `Waker::wake` | **no** | the setter, after unlocking | yes |
+//! | `on_change` and `on_value` callbacks | **no** | the setter, after unlocking and waking; `on_value` at once in its caller if the value already matches | yes: read, set, register and remove callbacks (itself included) |
+//! | `Drop` of a wait future or `changes()` stream | takes the lock itself | the dropping thread | from code outside the lock, yes; from a row marked (†) see below |
+//!
+//! (†) Using the watcher from inside its own lock is a programming error, and
+//! never undefined behaviour. With the default spinlock it deadlocks. With
+//! `critical-section` the reentrant call panics with a message that says so
+//! (`value-watcher: a watcher was used from inside its own lock`), and that
+//! panic travels like any other panic of that hook (see [Panics](#panics)).
+//! Creating a wait future needs no lock and works there, as does dropping one
+//! that was never polled; creating a `changes()` stream reads the version, so
+//! it panics. Dropping a wait future or stream that is registered, or holds a
+//! value a setter captured for it, cannot unregister from there and must not
+//! unwind either (its memory would be freed while still linked), so it aborts
+//! the process with a message.
+//!
+//! Nothing else of yours ever runs under the lock, on any path, panics
+//! included.
 //!
 //! The default lock is a spinlock with bounded back-off (then, with `std`,
 //! yielding the thread). Like every spinlock it can waste CPU time if the

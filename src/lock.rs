@@ -1,7 +1,8 @@
 //! The one lock that guards a watcher's value, version and waiter list.
 //!
-//! Three back ends share one interface (`Lock::new`, `Lock::lock`, a guard that
-//! unlocks on drop, so a panic anywhere under the lock still releases it):
+//! Three back ends share one interface (`Lock::new`, `Lock::lock`,
+//! `Lock::lock_for_drop`, a guard that unlocks on drop, so a panic anywhere
+//! under the lock still releases it):
 //!
 //! * default: a test-and-test-and-set spinlock (`spin::mutex::SpinMutex`) with
 //!   bounded exponential back-off; with `std`, a waiter that has spun for a while
@@ -11,6 +12,13 @@
 //!   interrupt handler on a single-core target can set a watcher without deadlock;
 //! * loom (`--cfg value_watcher_loom`): loom's mutex, so loom explores every
 //!   interleaving of the code around the lock.
+//!
+//! Re-entering a lock from the context that holds it (user code under the lock
+//! that uses the same watcher) is a programming error. The spinlock deadlocks;
+//! the critical section detects it: `lock` panics, and `lock_for_drop`, which
+//! the destructors of wait futures and streams use, aborts the process,
+//! because unwinding out of such a destructor would free a node that is still
+//! linked in the watcher's list.
 //!
 //! Only one algorithm exists above this module; the back ends differ only in
 //! how mutual exclusion is obtained.
@@ -38,6 +46,13 @@ mod imp {
                 Some(guard) => Guard(guard),
                 None => self.lock_contended(),
             }
+        }
+
+        /// `lock` for destructors; with a spinlock a reentrant call
+        /// deadlocks instead of returning, so there is nothing else to do.
+        #[inline]
+        pub(crate) fn lock_for_drop(&self) -> Guard<'_, T> {
+            self.lock()
         }
 
         #[cold]
@@ -121,7 +136,30 @@ mod imp {
             }
         }
 
+        /// Enters the critical section; a reentrant call (this context holds
+        /// the lock already) panics with a message that says so.
         pub(crate) fn lock(&self) -> Guard<'_, T> {
+            match self.try_lock() {
+                Some(guard) => guard,
+                None => reentered(),
+            }
+        }
+
+        /// `lock` for destructors that must unregister a node before their
+        /// memory goes away: a reentrant call aborts the process instead of
+        /// unwinding out of the destructor (which would free a node that is
+        /// still linked; SPEC §3.18).
+        pub(crate) fn lock_for_drop(&self) -> Guard<'_, T> {
+            match self.try_lock() {
+                Some(guard) => guard,
+                None => crate::unwind::abort(REENTERED_IN_DROP),
+            }
+        }
+
+        /// Enters the critical section; `None` (having left it again) if
+        /// this context already holds the lock.
+        #[inline]
+        fn try_lock(&self) -> Option<Guard<'_, T>> {
             // SAFETY: the matching `release` runs in `Guard::drop` (or just
             // below), and guards are dropped in reverse order of creation
             // because they are never leaked or moved out of the stack frame
@@ -130,17 +168,29 @@ mod imp {
             if self.held.get() {
                 // SAFETY: releases the section acquired above, innermost first.
                 unsafe { critical_section::release(restore) };
-                panic!(
-                    "value-watcher: a watcher was used from inside its own lock \
-                     (a predicate, `with` closure or `PartialEq` touched the same watcher)"
-                );
+                return None;
             }
             self.held.set(true);
-            Guard {
+            Some(Guard {
                 lock: self,
                 restore,
-            }
+            })
         }
+    }
+
+    const REENTERED_IN_DROP: &str = "value-watcher: a wait future or `changes()` stream was \
+        dropped from inside its own watcher's lock (a predicate, `PartialEq`, `Clone` or \
+        `with`/`set_if`/`modify` closure dropped it); it cannot unregister there and must \
+        not unwind, so the process aborts";
+
+    #[cold]
+    #[inline(never)]
+    fn reentered() -> ! {
+        panic!(
+            "value-watcher: a watcher was used from inside its own lock \
+             (a predicate, `PartialEq`, `Clone` or `with`/`set_if`/`modify` closure \
+             touched the same watcher)"
+        )
     }
 
     impl<T> Drop for Guard<'_, T> {
@@ -187,6 +237,10 @@ mod imp {
                     .lock()
                     .unwrap_or_else(|poisoned| poisoned.into_inner()),
             )
+        }
+
+        pub(crate) fn lock_for_drop(&self) -> Guard<'_, T> {
+            self.lock()
         }
     }
 

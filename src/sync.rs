@@ -8,6 +8,13 @@
 
 #[cfg(value_watcher_loom)]
 pub(crate) use loom::cell::UnsafeCell;
+#[cfg(value_watcher_loom)]
+pub(crate) use loom::sync::atomic::AtomicUsize;
+
+/// Only `load` and `store` are used, which every target has, also those
+/// without compare-and-swap (Cortex-M0, RISC-V `imc`).
+#[cfg(not(value_watcher_loom))]
+pub(crate) use core::sync::atomic::AtomicUsize;
 
 /// `core::cell::UnsafeCell` with loom's closure-based access shape.
 #[cfg(not(value_watcher_loom))]
@@ -20,6 +27,12 @@ impl<T> UnsafeCell<T> {
     #[inline(always)]
     pub(crate) const fn new(value: T) -> Self {
         Self(core::cell::UnsafeCell::new(value))
+    }
+
+    /// Gives `f` a pointer for shared (read-only) access.
+    #[inline(always)]
+    pub(crate) fn with<R>(&self, f: impl FnOnce(*const T) -> R) -> R {
+        f(self.0.get())
     }
 
     /// Gives `f` a pointer for exclusive access.

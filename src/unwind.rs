@@ -40,3 +40,31 @@ pub(crate) fn resume(payload: Payload) -> ! {
 pub(crate) fn resume(payload: Payload) -> ! {
     match payload {}
 }
+
+/// Ends the process: for a destructor that cannot finish its job safely and
+/// must not unwind either (SPEC §3.18). With `std` the message goes to
+/// stderr and the process aborts.
+#[cfg(feature = "std")]
+#[cfg_attr(not(feature = "critical-section"), allow(dead_code))]
+#[cold]
+pub(crate) fn abort(message: &str) -> ! {
+    std::eprintln!("{message}");
+    std::process::abort()
+}
+
+/// Ends the process without `std`: with `panic = "abort"` the panic itself
+/// does; with unwinding, the guard's second panic, raised while the first one
+/// unwinds, is a panic in a destructor during clean-up, which aborts.
+#[cfg(not(feature = "std"))]
+#[cfg_attr(not(feature = "critical-section"), allow(dead_code))]
+#[cold]
+pub(crate) fn abort(message: &str) -> ! {
+    struct PanicAgain;
+    impl Drop for PanicAgain {
+        fn drop(&mut self) {
+            panic!("value-watcher: aborting");
+        }
+    }
+    let _guard = PanicAgain;
+    panic!("{}", message)
+}

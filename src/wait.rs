@@ -138,10 +138,14 @@ impl<T: Clone, M: Matcher<T>> Future for Wait<'_, T, M> {
             "value-watcher: wait future polled after it completed"
         );
         let waiter = this.waiter();
+        // Declared before the guard, so that on every path, panics included,
+        // the waker it may hold is dropped after the lock is released.
+        let mut leftover;
         let outcome = {
             let mut guard = this.watcher.state.lock();
             let state = &mut *guard;
-            if let Some(outcome) = waiter.take_outcome_locked(&mut state.waiters) {
+            leftover = waiter.take_outcome_locked(&mut state.waiters);
+            if let Some(outcome) = leftover.outcome.take() {
                 outcome
             } else if this.immediate
                 && !waiter.is_armed()
@@ -149,10 +153,13 @@ impl<T: Clone, M: Matcher<T>> Future for Wait<'_, T, M> {
             {
                 Outcome::Value(state.value.clone())
             } else {
-                waiter.register_locked(&mut state.waiters, cx.waker());
+                leftover.waker = waiter.register_locked(&mut state.waiters, cx.waker());
+                drop(guard);
+                drop(leftover);
                 return Poll::Pending;
             }
         };
+        drop(leftover);
         this.done.set(true);
         match outcome {
             Outcome::Value(value) => Poll::Ready(M::finish(value)),
@@ -170,10 +177,14 @@ impl<T, M> Drop for Wait<'_, T, M> {
         // SAFETY: the node is armed only after a poll, which pinned `self`;
         // pinned values are dropped in place, so this is the same address.
         let this = unsafe { Pin::new_unchecked(&*self) };
+        // `lock_for_drop`: this destructor must unlink the node before the
+        // memory goes away, so it must neither unwind nor return early. A
+        // reentrant drop (from user code under this watcher's lock) aborts
+        // with the critical-section lock and deadlocks with the spinlock.
         let leftover = this
             .waiter()
-            .cancel_locked(&mut this.watcher.state.lock().waiters);
-        // A captured value (or panic payload) is dropped without the lock.
+            .cancel_locked(&mut this.watcher.state.lock_for_drop().waiters);
+        // A captured value, panic payload or waker is dropped without the lock.
         drop(leftover);
     }
 }
@@ -581,14 +592,18 @@ impl<T: Clone> futures_core::Stream for Changes<'_, T> {
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<T>> {
         let this = &mut *self;
         let waiter = this.waiter.as_ref();
-        let (value, leftover) = {
+        // Declared before the guard: dropped after the lock is released.
+        let mut leftover;
+        let value = {
             let mut guard = this.watcher.state.lock();
             let state = &mut *guard;
             if state.version == this.seen {
+                leftover = waiter.take_outcome_locked(&mut state.waiters);
                 // Any signal comes with a version bump, so none is pending here.
-                let stale = waiter.take_outcome_locked(&mut state.waiters);
-                debug_assert!(stale.is_none());
-                waiter.register_locked(&mut state.waiters, cx.waker());
+                debug_assert!(leftover.outcome.is_none());
+                leftover.waker = waiter.register_locked(&mut state.waiters, cx.waker());
+                drop(guard);
+                drop(leftover);
                 return Poll::Pending;
             }
             // Clone before recording the version: if `T::clone` panics, the
@@ -596,7 +611,8 @@ impl<T: Clone> futures_core::Stream for Changes<'_, T> {
             // next poll.
             let value = state.value.clone();
             this.seen = state.version;
-            (value, waiter.cancel_locked(&mut state.waiters))
+            leftover = waiter.cancel_locked(&mut state.waiters);
+            value
         };
         drop(leftover);
         Poll::Ready(Some(value))
@@ -606,10 +622,12 @@ impl<T: Clone> futures_core::Stream for Changes<'_, T> {
 impl<T> Drop for Changes<'_, T> {
     fn drop(&mut self) {
         if self.waiter.is_armed() {
+            // As in `Wait::drop`: the node must be unlinked before the `Box`
+            // is freed, so a reentrant drop aborts rather than unwinds.
             let leftover = self
                 .waiter
                 .as_ref()
-                .cancel_locked(&mut self.watcher.state.lock().waiters);
+                .cancel_locked(&mut self.watcher.state.lock_for_drop().waiters);
             drop(leftover);
         }
     }

@@ -488,54 +488,79 @@ impl<T, M: Matcher<T>> Waiter<T, M> {
     }
 }
 
+/// What a node gives back when it leaves the lists: a setter's outcome and
+/// the waker it still held. Both are user code to drop (a `T`, a panic
+/// payload, a waker), so the caller drops this after releasing the lock
+/// (SPEC §3.17).
+#[must_use = "drop this after releasing the lock"]
+pub(crate) struct Leftover<T> {
+    pub(crate) outcome: Option<Outcome<T>>,
+    pub(crate) waker: Option<Waker>,
+}
+
+impl<T> Leftover<T> {
+    const NONE: Self = Self {
+        outcome: None,
+        waker: None,
+    };
+}
+
 impl<T, M> Waiter<T, M> {
     /// Takes the outcome a setter left, if any, returning the node to `Idle`.
-    pub(crate) fn take_outcome_locked(
-        self: Pin<&Self>,
-        waiters: &mut Waiters<T>,
-    ) -> Option<Outcome<T>> {
+    /// A node still `Waiting` gives back nothing (`outcome` is `None`).
+    pub(crate) fn take_outcome_locked(self: Pin<&Self>, waiters: &mut Waiters<T>) -> Leftover<T> {
         if !self.armed.get() {
-            return None;
+            return Leftover::NONE;
         }
         let node = self.node_ptr();
         // SAFETY: armed, so the node is registered with this watcher; lock held.
         let state = unsafe { with_inner(node, |n| n.state) };
         match state {
-            NodeState::Waiting => None,
+            NodeState::Waiting => Leftover::NONE,
             _ => self.cancel_locked(waiters),
         }
     }
 
-    /// Makes sure the node is waiting and will wake `waker`.
+    /// Makes sure the node is waiting and will wake `waker`; returns the
+    /// waker it replaced, for the caller to drop after unlocking.
     ///
     /// Must not be called while the node holds an outcome (take it first).
-    pub(crate) fn register_locked(self: Pin<&Self>, waiters: &mut Waiters<T>, waker: &Waker) {
+    /// `Waker::clone` runs here, under the lock, only if the node has no
+    /// waker yet or its waker would not wake the same task.
+    pub(crate) fn register_locked(
+        self: Pin<&Self>,
+        waiters: &mut Waiters<T>,
+        waker: &Waker,
+    ) -> Option<Waker> {
         let node = self.node_ptr();
         if self.armed.get() {
             // SAFETY: armed, so registered with this watcher; lock held.
-            unsafe {
+            return unsafe {
                 with_inner(node, |n| {
                     debug_assert_eq!(n.state, NodeState::Waiting);
                     match &mut n.waker {
-                        Some(old) => old.clone_from(waker),
-                        slot => *slot = Some(waker.clone()),
+                        Some(old) if old.will_wake(waker) => None,
+                        // A panicking `clone` leaves the old waker in place.
+                        slot => slot.replace(waker.clone()),
                     }
-                });
-            }
-            return;
+                })
+            };
         }
+        let waker = waker.clone();
         // SAFETY: not armed, so the node is `Idle` and in no list; it is pinned
         // (`self: Pin`), and the owning future's `Drop` calls `cancel_locked`
         // before its memory goes away. The `&mut Waiters` proves the lock.
-        unsafe { waiters.push_waiting(node, waker.clone()) };
+        unsafe { waiters.push_waiting(node, waker) };
         self.armed.set(true);
+        None
     }
 
-    /// Unregisters the node, whatever its state, and returns any outcome a
-    /// setter left (for the caller to use, or to drop after unlocking).
-    pub(crate) fn cancel_locked(self: Pin<&Self>, waiters: &mut Waiters<T>) -> Option<Outcome<T>> {
+    /// Unregisters the node, whatever its state, and returns the outcome a
+    /// setter left and the waker it held (for the caller to use, or to drop
+    /// after unlocking).
+    pub(crate) fn cancel_locked(self: Pin<&Self>, waiters: &mut Waiters<T>) -> Leftover<T> {
         if !self.armed.get() {
-            return None;
+            return Leftover::NONE;
         }
         let node = self.node_ptr();
         // SAFETY: armed, so registered with this watcher; lock held.
@@ -553,8 +578,10 @@ impl<T, M> Waiter<T, M> {
         unsafe {
             with_inner(node, |n| {
                 n.state = NodeState::Idle;
-                n.waker = None;
-                n.outcome.take()
+                Leftover {
+                    outcome: n.outcome.take(),
+                    waker: n.waker.take(),
+                }
             })
         }
     }

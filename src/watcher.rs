@@ -1,11 +1,10 @@
 //! `ValueWatcher<T>`: the value, its version, and the setters.
 
 use alloc::boxed::Box;
-use alloc::sync::Arc;
 use core::fmt;
 use core::mem;
 
-use crate::callbacks::{CallbackId, Callbacks};
+use crate::callbacks::{CallbackId, Callbacks, Token};
 use crate::lock::{Guard, Lock};
 use crate::sync::loom_const_fn;
 use crate::unwind::{self, Payload};
@@ -38,11 +37,16 @@ use crate::waiters::{Waiters, WakeBatch};
 /// The value, the version and the waiter list sit under one lock (a spinlock,
 /// or a critical section with the `critical-section` feature). It is held
 /// only for short, bounded work: comparing, storing, cloning, and calling
-/// each waiter's predicate once per transition. Predicates, `PartialEq`,
-/// `Clone` and the closures of [`with`](Self::with), [`set_if`](Self::set_if)
-/// and [`modify`](Self::modify) run under it, so they must be cheap and must
-/// not use the same watcher (with the spinlock that deadlocks; with
-/// `critical-section` it panics). Wakers and callbacks never run under it.
+/// each waiter's predicate once per transition. Under it run exactly:
+/// `PartialEq`, `Clone` and `Debug` of `T`, wait predicates, the closures of
+/// [`with`](Self::with), [`set_if`](Self::set_if) and [`modify`](Self::modify),
+/// and `Waker::clone` when a future registers. They must be cheap and must
+/// not use the same watcher: with the spinlock that deadlocks; with
+/// `critical-section` the reentrant call panics, and dropping a registered
+/// wait future or stream there aborts the process. Never under it, on any
+/// path: the `Drop` of a `T`, a closure or a waker, `Waker::wake`, and
+/// callbacks. The [hooks table](crate#hooks-where-your-code-runs) has the
+/// details.
 ///
 /// # Examples
 ///
@@ -82,14 +86,6 @@ pub(crate) struct State<T> {
     pub(crate) version: u64,
     pub(crate) waiters: Waiters<T>,
     pub(crate) callbacks: Callbacks<T>,
-}
-
-/// What an update closure did to the value.
-enum Update<T> {
-    /// No transition; the value to drop after unlocking, if any.
-    Kept(Option<T>),
-    /// A transition; the old value.
-    Replaced(T),
 }
 
 // === impl ValueWatcher ===
@@ -228,9 +224,11 @@ impl<T> ValueWatcher<T> {
     /// the watcher, or remove callbacks, itself included). For one transition,
     /// callbacks run in registration order (`on_change` and `on_value`
     /// together); callbacks of transitions made concurrently by different
-    /// threads may interleave. Registering allocates; the callback list is
-    /// copied on write, so a set never allocates for it (it clones the new
-    /// value once if any `on_change` callback is registered).
+    /// threads may interleave. Registering allocates; a set never allocates
+    /// for callbacks (it clones the new value once if any `on_change`
+    /// callback is registered). A callback removed while another thread's
+    /// setter is running it finishes that run, and is dropped by that setter
+    /// afterwards, outside the lock.
     ///
     /// Returns an id for [`remove_callback`](Self::remove_callback); dropping
     /// the id does not remove the callback.
@@ -262,9 +260,10 @@ impl<T> ValueWatcher<T> {
     pub fn on_change<F>(&self, f: F) -> CallbackId
     where
         F: Fn(&T, &T) + Send + Sync + 'static,
+        T: Clone,
     {
-        let f = Arc::new(f);
-        let (id, garbage) = self.state.lock().callbacks.add_change_locked(f);
+        let entry = Callbacks::change_entry(Box::new(f));
+        let (id, garbage) = self.state.lock().callbacks.push_locked(entry);
         drop(garbage);
         id
     }
@@ -308,16 +307,17 @@ impl<T> ValueWatcher<T> {
         F: FnOnce() + Send + 'static,
         T: PartialEq,
     {
-        let f: Box<dyn FnOnce() + Send> = Box::new(f);
+        // Allocated before locking; if `T::eq` panics, the guard (declared
+        // last) is released before the entry, target and closure are dropped.
+        let entry = Callbacks::once_entry(value, Box::new(f));
         let mut state = self.state.lock();
-        if state.value == value {
+        if entry.target_equals(&state.value) {
             let id = state.callbacks.unregistered_id_locked();
             drop(state);
-            drop(value);
-            f();
+            entry.run_now();
             return id;
         }
-        let (id, garbage) = state.callbacks.add_once_locked(value, f);
+        let (id, garbage) = state.callbacks.push_locked(entry);
         drop(state);
         drop(garbage);
         id
@@ -387,13 +387,22 @@ impl<T: Clone + PartialEq> ValueWatcher<T> {
     /// assert!(!w.set(2));
     /// ```
     pub fn set(&self, value: T) -> bool {
-        self.update(|current| {
-            if *current == value {
-                (Update::Kept(Some(value)), false)
-            } else {
-                (Update::Replaced(mem::replace(current, value)), true)
-            }
-        })
+        // `value` stays in this frame: whether it is rejected (equal) or ends
+        // up holding the old value, it is dropped here, after the lock is
+        // released, also when `T::eq` panics.
+        let mut value = value;
+        self.update(
+            &mut value,
+            |current, value| {
+                if *current == *value {
+                    (false, false)
+                } else {
+                    mem::swap(current, value);
+                    (true, true)
+                }
+            },
+            |old| old,
+        )
     }
 
     /// Stores `value` if `condition(&current)` holds, atomically; returns
@@ -401,13 +410,14 @@ impl<T: Clone + PartialEq> ValueWatcher<T> {
     ///
     /// The check and the store happen under one lock, so no other setter can
     /// come between them. `condition` runs under the lock on this thread (no
-    /// `Send` needed). A `true` result with `value` equal to the current value
-    /// is not a transition.
+    /// `Send` needed); it is consumed by the call, so what it captured by
+    /// value is dropped there too, under the lock. A `true` result with
+    /// `value` equal to the current value is not a transition.
     ///
     /// # Panics
     ///
-    /// A panic in `condition` propagates with nothing changed; otherwise as
-    /// [`set`](Self::set).
+    /// A panic in `condition` propagates with nothing changed (`value` is
+    /// dropped after the lock is released); otherwise as [`set`](Self::set).
     ///
     /// # Examples
     ///
@@ -423,15 +433,21 @@ impl<T: Clone + PartialEq> ValueWatcher<T> {
     /// assert!(!w.set_if(Conn::Connecting, |c| *c == Conn::Disconnected));
     /// ```
     pub fn set_if(&self, value: T, condition: impl FnOnce(&T) -> bool) -> bool {
-        self.update(|current| {
-            if !condition(current) {
-                (Update::Kept(Some(value)), false)
-            } else if *current == value {
-                (Update::Kept(Some(value)), true)
-            } else {
-                (Update::Replaced(mem::replace(current, value)), true)
-            }
-        })
+        let mut value = value;
+        self.update(
+            &mut value,
+            |current, value| {
+                if !condition(current) {
+                    (false, false)
+                } else if *current == *value {
+                    (false, true)
+                } else {
+                    mem::swap(current, value);
+                    (true, true)
+                }
+            },
+            |old| old,
+        )
     }
 
     /// Changes the value in place, atomically; returns `true` if the result
@@ -444,7 +460,8 @@ impl<T: Clone + PartialEq> ValueWatcher<T> {
     /// # Panics
     ///
     /// If `f` (or `T::eq`) panics, the old value is restored, nothing is
-    /// notified, and the panic propagates. Otherwise as [`set`](Self::set).
+    /// notified, and the panic propagates; the half-modified value is dropped
+    /// after the lock is released. Otherwise as [`set`](Self::set).
     ///
     /// # Examples
     ///
@@ -457,62 +474,77 @@ impl<T: Clone + PartialEq> ValueWatcher<T> {
     /// assert_eq!(counter.get(), 1);
     /// ```
     pub fn modify(&self, f: impl FnOnce(&mut T)) -> bool {
-        self.update(|current| {
-            /// Puts the backup back unless disarmed, so a panic in `f` or
-            /// `T::eq` leaves the old value in place.
-            struct Restore<'a, T> {
-                slot: &'a mut T,
-                backup: Option<T>,
-            }
-            impl<T> Drop for Restore<'_, T> {
-                fn drop(&mut self) {
-                    if let Some(backup) = self.backup.take() {
-                        *self.slot = backup;
-                    }
+        /// Unless disarmed, swaps the backup back in, so a panic in `f` or
+        /// `T::eq` leaves the old value in place and the half-modified one
+        /// in the caller's slot (dropped there, after unlocking).
+        struct Restore<'a, T> {
+            slot: &'a mut T,
+            backup: &'a mut T,
+            armed: bool,
+        }
+        impl<T> Drop for Restore<'_, T> {
+            fn drop(&mut self) {
+                if self.armed {
+                    mem::swap(self.slot, self.backup);
                 }
             }
+        }
 
-            let mut restore = Restore {
-                backup: Some(current.clone()),
-                slot: current,
-            };
-            f(restore.slot);
-            let changed = restore
-                .backup
-                .as_ref()
-                .is_some_and(|old| *restore.slot != *old);
-            let old = restore.backup.take().expect("backup present until here");
-            drop(restore);
-            if changed {
-                (Update::Replaced(old), true)
-            } else {
-                (Update::Kept(Some(mem::replace(current, old))), false)
-            }
-        })
+        // The backup (afterwards: the old value, or the equal result that
+        // is discarded) lives in this frame, outside the lock.
+        let mut spill: Option<T> = None;
+        self.update(
+            &mut spill,
+            |current, spill| {
+                let backup = spill.insert(current.clone());
+                let mut restore = Restore {
+                    slot: current,
+                    backup,
+                    armed: true,
+                };
+                f(restore.slot);
+                let changed = *restore.slot != *restore.backup;
+                // Unchanged: keep the old value, discard the equal result.
+                restore.armed = !changed;
+                drop(restore);
+                (changed, changed)
+            },
+            |old| match old {
+                Some(old) => old,
+                None => unreachable!("modify made a transition without a backup"),
+            },
+        )
     }
 
-    /// Runs `f` under the lock and, if it made a transition, notifies.
+    /// Runs `f` on the value under the lock and, if it made a transition (its
+    /// first result), notifies.
+    ///
+    /// `spill` belongs to the caller's frame: whatever `T` the update leaves
+    /// there (the old value after a transition, a rejected or discarded one
+    /// otherwise) is dropped by the caller after this returns or unwinds, so
+    /// never under the lock (SPEC §3.17). After a transition `old(spill)` is
+    /// the old value, which the callbacks see.
     #[inline]
-    fn update<R>(&self, f: impl FnOnce(&mut T) -> (Update<T>, R)) -> R {
+    fn update<S, R>(
+        &self,
+        spill: &mut S,
+        f: impl FnOnce(&mut T, &mut S) -> (bool, R),
+        old: impl FnOnce(&S) -> &T,
+    ) -> R {
         let mut guard = self.state.lock();
         let state = &mut *guard;
-        let (update, result) = f(&mut state.value);
-        let old = match update {
-            Update::Kept(discard) => {
-                drop(guard);
-                drop(discard);
-                return result;
-            }
-            Update::Replaced(old) => old,
-        };
+        let (changed, result) = f(&mut state.value, spill);
+        if !changed {
+            drop(guard);
+            return result;
+        }
         state.version += 1;
-        if state.waiters.is_waiting_empty() && state.callbacks.is_empty() {
+        if state.waiters.is_waiting_empty() && state.callbacks.is_idle() {
             // Nobody to tell: the common uncontended set ends here.
             drop(guard);
         } else {
-            self.deliver(guard, &old);
+            self.deliver(guard, old(spill));
         }
-        drop(old);
         result
     }
 
@@ -523,6 +555,11 @@ impl<T: Clone + PartialEq> ValueWatcher<T> {
         // path, panics included, the lock is released before the notifier
         // wakes what the batch collected.
         let mut batch = WakeBatch::new();
+        // The clone of the new value that `on_change` callbacks see; in this
+        // frame, before the guard, so it is never dropped under the lock.
+        let mut new: Option<T> = None;
+        // Marks the `on_value` entries this call claims (see callbacks.rs).
+        let token = Token::of(&new);
         let notifier = Notifier {
             watcher: self,
             batch: &mut batch,
@@ -530,14 +567,14 @@ impl<T: Clone + PartialEq> ValueWatcher<T> {
         let mut guard = guard;
         let state = &mut *guard;
         state.waiters.notify_locked(&state.value, notifier.batch);
-        let firing = state.callbacks.fire_locked(&state.value, state.version);
+        let firing = state.callbacks.fire(&state.value, &mut new, token);
         drop(guard);
         // A waker that panics (with `std`) neither keeps the other chosen
         // waiters asleep nor skips the callbacks: everything is delivered,
         // then the first panic resumes here.
         let wake_panic = notifier.finish();
         if let Some(firing) = firing {
-            firing.run(old, wake_panic);
+            firing.run(&self.state, old, new.as_ref(), wake_panic);
         } else if let Some(payload) = wake_panic {
             unwind::resume(payload);
         }

@@ -18,8 +18,8 @@
 //! a model this way). AddressSanitizer (`.ci/asan.sh`) covers the rest.
 //!
 //! Exploration: most models are small enough for loom to try every
-//! interleaving (no preemption bound); the four largest run with the
-//! preemption bound `LOOM_MAX_PREEMPTIONS` (2 if unset) plus 2 or 3. Run with
+//! interleaving (no preemption bound); the five largest run with the
+//! preemption bound `LOOM_MAX_PREEMPTIONS` (2 if unset) plus 1, 2 or 3. Run with
 //! `--nocapture` to see each model's interleaving count; `.ci/loom.sh`
 //! records the measured times.
 //!
@@ -562,6 +562,101 @@ fn on_change_sees_every_transition() {
         let mut seen = seen.lock().unwrap().clone();
         seen.sort();
         assert_eq!(seen, [(0, 1), (1, 2)]);
+    });
+}
+
+/// Counts its drops and fails if dropped while its callback runs. The flag
+/// is a loom atomic, so loom may switch threads inside the callback.
+struct DropCheck {
+    running: Arc<loom::sync::atomic::AtomicBool>,
+    drops: std::sync::Arc<AtomicUsize>,
+}
+
+impl Drop for DropCheck {
+    fn drop(&mut self) {
+        assert!(
+            !self.running.load(Relaxed),
+            "callback freed while a setter runs it"
+        );
+        self.drops.fetch_add(1, Relaxed);
+    }
+}
+
+/// The callback list is walked outside the lock. A setter walking it races
+/// the removal of the callback it is about to run and the registration of a
+/// new one (which links itself behind the walk's last entry): loom checks
+/// every access to the entries' links, the removed closure is freed exactly
+/// once and never while it runs, and the new one runs at most once.
+#[test]
+fn callback_walk_races_remove_and_register() {
+    model(Bound::Exhaustive, || {
+        let w = Arc::new(ValueWatcher::new(0u8));
+        let running = Arc::new(loom::sync::atomic::AtomicBool::new(false));
+        let drops = std::sync::Arc::new(AtomicUsize::new(0));
+        let calls = std::sync::Arc::new(AtomicUsize::new(0));
+        let check = DropCheck {
+            running: running.clone(),
+            drops: drops.clone(),
+        };
+        let (r, c) = (running.clone(), calls.clone());
+        let id = w.on_change(move |_, _| {
+            let _ = &check;
+            r.store(true, Relaxed);
+            c.fetch_add(1, Relaxed);
+            r.store(false, Relaxed);
+        });
+        let setter = spawn_with(&w, |w| w.set(1));
+        assert!(w.remove_callback(id));
+        let later = std::sync::Arc::new(AtomicUsize::new(0));
+        let l = later.clone();
+        w.on_change(move |_, _| {
+            l.fetch_add(1, Relaxed);
+        });
+        setter.join().unwrap();
+        assert!(calls.load(Relaxed) <= 1);
+        assert!(later.load(Relaxed) <= 1);
+        assert_eq!(drops.load(Relaxed), 1, "removed closure freed once");
+    });
+}
+
+/// Two setters race into an `on_value` target while a third thread's
+/// `on_change` keeps a walk going: the one-shot runs once, and its target is
+/// dropped by the time both setters returned (SPEC 3.19).
+#[test]
+fn one_shot_claimed_once_and_freed_by_its_setters() {
+    #[derive(Clone)]
+    struct Target(u8, std::sync::Arc<AtomicUsize>);
+    impl PartialEq for Target {
+        fn eq(&self, other: &Self) -> bool {
+            self.0 == other.0
+        }
+    }
+    impl Drop for Target {
+        fn drop(&mut self) {
+            self.1.fetch_add(1, Relaxed);
+        }
+    }
+    model(Bound::Extra(1), || {
+        let drops = std::sync::Arc::new(AtomicUsize::new(0));
+        let plain = std::sync::Arc::new(AtomicUsize::new(0));
+        let w = Arc::new(ValueWatcher::new(Target(0, plain.clone())));
+        let calls = std::sync::Arc::new(AtomicUsize::new(0));
+        let c = calls.clone();
+        w.on_value(Target(7, drops.clone()), move || {
+            c.fetch_add(1, Relaxed);
+        });
+        w.on_change(|_, _| {});
+        let p = plain.clone();
+        let a = spawn_with(&w, move |w| w.set(Target(7, p)));
+        let p = plain.clone();
+        let b = spawn_with(&w, move |w| {
+            w.set(Target(1, p.clone()));
+            w.set(Target(7, p));
+        });
+        a.join().unwrap();
+        b.join().unwrap();
+        assert_eq!(calls.load(Relaxed), 1);
+        assert_eq!(drops.load(Relaxed), 1, "the target went with its setter");
     });
 }
 
