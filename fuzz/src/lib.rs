@@ -1198,6 +1198,9 @@ struct WaitSlot {
     /// Registered or holding an outcome, as its owner can tell from its poll
     /// results: dropping it takes the lock.
     armed: bool,
+    /// How far the model's log was scanned for the first match since the
+    /// wait started watching, and what was found.
+    scan: Cell<(usize, Option<Outcome>)>,
 }
 
 /// One poll of a wait slot.
@@ -1218,6 +1221,7 @@ impl WaitSlot {
             wakers: Vec::new(),
             finished: false,
             armed: false,
+            scan: Cell::new((0, None)),
         }
     }
 
@@ -1449,6 +1453,9 @@ impl Harness {
                 for i in 0..usize::from(count) % (WAIT_SLOTS + 1) {
                     let slot = (usize::from(slot) + i) % WAIT_SLOTS;
                     self.create_wait(slot, kind, immediate);
+                    // Dropping what was there may run hooks (a waker's
+                    // `Drop`): they act before this poll.
+                    self.settle_actions(&at);
                     self.poll_wait(slot, WakerChoice::Fresh, &at);
                     // Hooks of this poll act now; settle before the next
                     // one replaces what they touched.
@@ -1517,7 +1524,7 @@ impl Harness {
                     }
                     // SPEC §3.5: woken once matched, not before.
                     WaitState::Watching { start } => {
-                        if self.first_match(slot.kind, start).is_some() {
+                        if self.first_match_of(slot, start).is_some() {
                             let last = slot.wakers.last().expect("polled with a waker").count();
                             assert!(
                                 last >= 1,
@@ -1563,6 +1570,20 @@ impl Harness {
 
     /// The first transition from `start` on that ends a wait of `kind`, and
     /// how it ends it (SPEC §3.2, §3.10).
+    /// [`Harness::first_match`] for a watching wait, remembering how far it
+    /// scanned the log (which only grows), so checking every wait after every
+    /// step does not rescan the whole log each time.
+    fn first_match_of(&self, wait: &WaitSlot, start: usize) -> Option<Outcome> {
+        let (scanned, found) = wait.scan.get();
+        if found.is_some() {
+            return found;
+        }
+        let log = &self.model[wait.kind.watcher()].log;
+        let found = self.first_match(wait.kind, scanned.max(start));
+        wait.scan.set((log.len(), found));
+        found
+    }
+
     fn first_match(&self, kind: Kind, start: usize) -> Option<Outcome> {
         self.model[kind.watcher()].log[start..]
             .iter()
@@ -1951,7 +1972,7 @@ impl Harness {
                         Verdict::No => (Ok(Poll::Pending), WaitState::Watching { start }),
                     }
                 }
-                WaitState::Watching { start } => match self.first_match(kind, start) {
+                WaitState::Watching { start } => match self.first_match_of(wait, start) {
                     None => (Ok(Poll::Pending), WaitState::Watching { start }),
                     Some(Outcome::Ready(v)) => {
                         (Ok(Poll::Ready(v)), WaitState::Done { frozen: total })
