@@ -1041,9 +1041,8 @@ fn locking_call(act: Inside, watcher: usize) {
             let polled = STREAMS.with(|streams| {
                 let mut streams = streams.borrow_mut();
                 let stream = streams[slot].as_mut()?.stream.as_mut()?;
-                Some(drop(
-                    Pin::new(stream).poll_next(&mut Context::from_waker(Waker::noop())),
-                ))
+                let _ = Pin::new(stream).poll_next(&mut Context::from_waker(Waker::noop()));
+                Some(())
             });
             if polled.is_none() {
                 version_of(0);
