@@ -1,25 +1,58 @@
 //! The flagship scenario: a connection's state, watched from two executors and
 //! a blocking thread while another thread drives it through its life cycle.
 //!
-//! Every watcher waits for `Closing`. The setter moves on to `Closed` right
+//! Three watchers wait for `Closing`. The setter moves on to `Closed` right
 //! after, without giving anyone a chance to run in between, yet each of them
 //! reports `Closing`: a waiter's predicate is checked against every
 //! transition by the setter itself, so transient states are never missed.
+//! Two more waiters show the waits no watch channel has: one for the *edge*
+//! "left `Connected`" (`wait_transition`), and one that extracts the error
+//! kind from a transient `Failed(io::Error)` state (`wait_map`), without
+//! cloning the error.
 //!
 //! Run with `cargo run --example connection`.
 
+use std::io;
 use std::sync::Barrier;
 use std::thread;
 
 use value_watcher::ValueWatcher;
 
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[derive(PartialEq, Debug)]
 enum Conn {
     Disconnected,
     Connecting,
     Connected,
+    /// A failure on the way: the connection retries at once.
+    Failed(ErrorKindEq),
     Closing,
     Closed,
+}
+
+/// An `io::Error`, compared by kind (`io::Error` is neither `Clone` nor
+/// `PartialEq`).
+#[derive(Debug)]
+struct ErrorKindEq(io::Error);
+
+impl PartialEq for ErrorKindEq {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.kind() == other.0.kind()
+    }
+}
+
+/// The waits that hand out the value itself need a clone; an error clones
+/// as a new error of the same kind.
+impl Clone for Conn {
+    fn clone(&self) -> Self {
+        match self {
+            Conn::Disconnected => Conn::Disconnected,
+            Conn::Connecting => Conn::Connecting,
+            Conn::Connected => Conn::Connected,
+            Conn::Failed(e) => Conn::Failed(ErrorKindEq(io::Error::from(e.0.kind()))),
+            Conn::Closing => Conn::Closing,
+            Conn::Closed => Conn::Closed,
+        }
+    }
 }
 
 static CONN: ValueWatcher<Conn> = ValueWatcher::new(Conn::Disconnected);
@@ -31,8 +64,8 @@ fn main() {
         println!("  [on_value]  connected, once")
     });
 
-    // Three watchers plus the setter start together.
-    let ready = Barrier::new(4);
+    // Four watchers plus the setter start together.
+    let ready = Barrier::new(5);
 
     thread::scope(|s| {
         // A smol task, waiting for Closing with a predicate.
@@ -78,6 +111,31 @@ fn main() {
             })
         });
 
+        // A futures-lite task: an edge and an extracted error.
+        s.spawn(|| {
+            futures_lite::future::block_on(async {
+                // "Left Connected", whatever it went to: needs the old value.
+                let mut left = Box::pin(CONN.wait_transition(|old, _| *old == Conn::Connected));
+                // The kind of the first failure, taken out under the lock.
+                let mut failure = Box::pin(CONN.wait_map(|c| match c {
+                    Conn::Failed(e) => Some(e.0.kind()),
+                    _ => None,
+                }));
+                assert!(futures_lite::future::poll_once(&mut left).await.is_none());
+                assert!(
+                    futures_lite::future::poll_once(&mut failure)
+                        .await
+                        .is_none()
+                );
+                ready.wait();
+                let after = left.await;
+                let kind = failure.await;
+                println!("edge task     saw Connected -> {after:?}, and a {kind:?} failure");
+                assert!(matches!(after, Conn::Failed(_)));
+                assert_eq!(kind, io::ErrorKind::ConnectionReset);
+            })
+        });
+
         // A plain thread, blocking.
         s.spawn(|| {
             let mut closing = Box::pin(CONN.wait_for(Conn::Closing));
@@ -95,6 +153,9 @@ fn main() {
             for state in [
                 Conn::Connecting,
                 Conn::Connected,
+                Conn::Failed(ErrorKindEq(io::ErrorKind::ConnectionReset.into())),
+                Conn::Connecting, // retried at once
+                Conn::Connected,
                 Conn::Closing,
                 Conn::Closed,
             ] {
@@ -109,5 +170,5 @@ fn main() {
     });
 
     assert_eq!(CONN.get(), Conn::Closed);
-    println!("every waiter saw Closing, though the value went straight on to Closed");
+    println!("every Closing waiter saw Closing, though the value went straight on to Closed");
 }

@@ -218,13 +218,20 @@ mod waiters;
 mod watcher;
 
 pub use callbacks::CallbackId;
-pub use wait::{Changes, WaitFor, WaitForChange, WaitForNot, WaitForSome, WaitUntil};
+pub use wait::{
+    Changes, WaitFor, WaitForChange, WaitForNot, WaitForSome, WaitMap, WaitTransition, WaitUntil,
+};
 pub use watcher::ValueWatcher;
 
 /// The README's examples run as doctests.
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
+
+/// A value type that is `PartialEq` and nothing else.
+#[allow(dead_code)]
+#[derive(PartialEq)]
+struct NotClone(u8);
 
 /// Compile-time checks of the auto traits the docs promise.
 #[allow(dead_code)]
@@ -240,6 +247,11 @@ fn assert_auto_traits() {
     send::<WaitForChange<'static, u8>>();
     send::<WaitForSome<'static, u8>>();
     send::<Changes<'static, u8>>();
+    send::<WaitMap<'static, u8, u16, fn(&u8) -> Option<u16>>>();
+    send::<WaitTransition<'static, u8, fn(&u8, &u8) -> bool>>();
+    // Values that are only `PartialEq` (no `Clone`).
+    send_sync::<ValueWatcher<NotClone>>();
+    send::<WaitMap<'static, NotClone, u8, fn(&NotClone) -> Option<u8>>>();
     send_sync::<CallbackId>();
     let _ = sync::<ValueWatcher<u8>>;
 }

@@ -8,76 +8,189 @@ use core::pin::Pin;
 use core::task::{Context, Poll};
 
 use crate::unwind;
-use crate::waiters::{Matcher, Outcome, Waiter};
+use crate::waiters::{Matcher, Waiter};
 use crate::watcher::ValueWatcher;
 
 // === matchers ===
 
 /// `wait_for`: the value equals the target.
-pub(crate) struct Equals<T>(pub(crate) T);
+pub(crate) struct Equals<T> {
+    target: T,
+    got: Option<T>,
+}
 
-impl<T: PartialEq + 'static> Matcher<T> for Equals<T> {
-    type Output = T;
-    fn matches(&mut self, value: &T) -> bool {
-        *value == self.0
+impl<T> Equals<T> {
+    pub(crate) fn new(target: T) -> Self {
+        Self { target, got: None }
     }
-    fn finish(value: T) -> T {
-        value
+}
+
+impl<T: Clone + PartialEq + 'static> Matcher<T> for Equals<T> {
+    type Output = T;
+    fn offer(&mut self, _: Option<&T>, new: &T) -> bool {
+        let hit = *new == self.target;
+        if hit {
+            self.got = Some(new.clone());
+        }
+        hit
+    }
+    fn take(&mut self) -> Option<T> {
+        self.got.take()
     }
 }
 
 /// `wait_for_not`: the value differs from the target.
-pub(crate) struct NotEquals<T>(pub(crate) T);
+pub(crate) struct NotEquals<T> {
+    target: T,
+    got: Option<T>,
+}
 
-impl<T: PartialEq + 'static> Matcher<T> for NotEquals<T> {
-    type Output = T;
-    fn matches(&mut self, value: &T) -> bool {
-        *value != self.0
+impl<T> NotEquals<T> {
+    pub(crate) fn new(target: T) -> Self {
+        Self { target, got: None }
     }
-    fn finish(value: T) -> T {
-        value
+}
+
+impl<T: Clone + PartialEq + 'static> Matcher<T> for NotEquals<T> {
+    type Output = T;
+    fn offer(&mut self, _: Option<&T>, new: &T) -> bool {
+        let hit = *new != self.target;
+        if hit {
+            self.got = Some(new.clone());
+        }
+        hit
+    }
+    fn take(&mut self) -> Option<T> {
+        self.got.take()
     }
 }
 
 /// `wait_until`: a user predicate.
-pub(crate) struct Until<F>(pub(crate) F);
+pub(crate) struct Until<T, F> {
+    f: F,
+    got: Option<T>,
+}
 
-impl<T, F: FnMut(&T) -> bool + 'static> Matcher<T> for Until<F> {
-    type Output = T;
-    fn matches(&mut self, value: &T) -> bool {
-        (self.0)(value)
+impl<T, F> Until<T, F> {
+    pub(crate) fn new(f: F) -> Self {
+        Self { f, got: None }
     }
-    fn finish(value: T) -> T {
-        value
+}
+
+impl<T: Clone + 'static, F: FnMut(&T) -> bool + 'static> Matcher<T> for Until<T, F> {
+    type Output = T;
+    fn offer(&mut self, _: Option<&T>, new: &T) -> bool {
+        let hit = (self.f)(new);
+        if hit {
+            self.got = Some(new.clone());
+        }
+        hit
+    }
+    fn take(&mut self) -> Option<T> {
+        self.got.take()
     }
 }
 
 /// `wait_for_change`: every transition.
-pub(crate) struct AnyChange;
+pub(crate) struct AnyChange<T> {
+    got: Option<T>,
+}
 
-impl<T> Matcher<T> for AnyChange {
-    type Output = T;
-    fn matches(&mut self, _: &T) -> bool {
-        true
-    }
-    fn finish(value: T) -> T {
-        value
+impl<T> AnyChange<T> {
+    pub(crate) fn new() -> Self {
+        Self { got: None }
     }
 }
 
-/// `wait_for_some`: the value is `Some`; yields what it holds.
-pub(crate) struct IsSome;
-
-impl<U> Matcher<Option<U>> for IsSome {
-    type Output = U;
-    fn matches(&mut self, value: &Option<U>) -> bool {
-        value.is_some()
-    }
-    fn finish(value: Option<U>) -> U {
-        match value {
-            Some(value) => value,
-            None => unreachable!("IsSome captured None"),
+impl<T: Clone + 'static> Matcher<T> for AnyChange<T> {
+    type Output = T;
+    fn offer(&mut self, old: Option<&T>, new: &T) -> bool {
+        // Never the current value alone (the future does not check it).
+        let hit = old.is_some();
+        if hit {
+            self.got = Some(new.clone());
         }
+        hit
+    }
+    fn take(&mut self) -> Option<T> {
+        self.got.take()
+    }
+}
+
+/// `wait_for_some`: the value is `Some`; yields a clone of what it holds.
+pub(crate) struct IsSome<U> {
+    got: Option<U>,
+}
+
+impl<U> IsSome<U> {
+    pub(crate) fn new() -> Self {
+        Self { got: None }
+    }
+}
+
+impl<U: Clone + 'static> Matcher<Option<U>> for IsSome<U> {
+    type Output = U;
+    fn offer(&mut self, _: Option<&Option<U>>, new: &Option<U>) -> bool {
+        match new {
+            Some(u) => {
+                self.got = Some(u.clone());
+                true
+            }
+            None => false,
+        }
+    }
+    fn take(&mut self) -> Option<U> {
+        self.got.take()
+    }
+}
+
+/// `wait_map`: what the user function extracts; the value is never cloned.
+pub(crate) struct Map<U, F> {
+    f: F,
+    got: Option<U>,
+}
+
+impl<U, F> Map<U, F> {
+    pub(crate) fn new(f: F) -> Self {
+        Self { f, got: None }
+    }
+}
+
+impl<T, U: 'static, F: FnMut(&T) -> Option<U> + 'static> Matcher<T> for Map<U, F> {
+    type Output = U;
+    fn offer(&mut self, _: Option<&T>, new: &T) -> bool {
+        self.got = (self.f)(new);
+        self.got.is_some()
+    }
+    fn take(&mut self) -> Option<U> {
+        self.got.take()
+    }
+}
+
+/// `wait_transition`: an edge `old -> new` the user function accepts.
+pub(crate) struct Edge<T, F> {
+    f: F,
+    got: Option<T>,
+}
+
+impl<T, F> Edge<T, F> {
+    pub(crate) fn new(f: F) -> Self {
+        Self { f, got: None }
+    }
+}
+
+impl<T: Clone + 'static, F: FnMut(&T, &T) -> bool + 'static> Matcher<T> for Edge<T, F> {
+    type Output = T;
+    fn offer(&mut self, old: Option<&T>, new: &T) -> bool {
+        // The current value alone is no edge.
+        let hit = old.is_some_and(|old| (self.f)(old, new));
+        if hit {
+            self.got = Some(new.clone());
+        }
+        hit
+    }
+    fn take(&mut self) -> Option<T> {
+        self.got.take()
     }
 }
 
@@ -85,13 +198,12 @@ impl<U> Matcher<Option<U>> for IsSome {
 pub(crate) struct ChangeSignal;
 
 impl<T> Matcher<T> for ChangeSignal {
-    type Output = T;
-    const CAPTURES: bool = false;
-    fn matches(&mut self, _: &T) -> bool {
+    type Output = ();
+    fn offer(&mut self, _: Option<&T>, _: &T) -> bool {
         true
     }
-    fn finish(value: T) -> T {
-        value
+    fn take(&mut self) -> Option<()> {
+        Some(())
     }
 }
 
@@ -126,7 +238,7 @@ impl<T, M> Wait<'_, T, M> {
     }
 }
 
-impl<T: Clone, M: Matcher<T>> Future for Wait<'_, T, M> {
+impl<T, M: Matcher<T>> Future for Wait<'_, T, M> {
     type Output = M::Output;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<M::Output> {
@@ -139,32 +251,45 @@ impl<T: Clone, M: Matcher<T>> Future for Wait<'_, T, M> {
         );
         let waiter = this.waiter();
         // Declared before the guard, so that on every path, panics included,
-        // the waker it may hold is dropped after the lock is released.
+        // the waker and panic payload it may hold are dropped after the lock
+        // is released.
         let mut leftover;
-        let outcome = {
+        let output = {
             let mut guard = this.watcher.state.lock();
             let state = &mut *guard;
             leftover = waiter.take_outcome_locked(&mut state.waiters);
-            if let Some(outcome) = leftover.outcome.take() {
-                outcome
-            } else if this.immediate
-                && !waiter.is_armed()
-                && waiter.matches_locked(&mut state.waiters, &state.value)
-            {
-                Outcome::Value(state.value.clone())
+            if leftover.ready {
+                match leftover.panic.take() {
+                    Some(payload) => Err(payload),
+                    None => match waiter.take_output_locked(&mut state.waiters) {
+                        Some(output) => Ok(output),
+                        None => unreachable!("a chosen waiter holds its output"),
+                    },
+                }
             } else {
-                leftover.waker = waiter.register_locked(&mut state.waiters, cx.waker());
-                drop(guard);
-                drop(leftover);
-                return Poll::Pending;
+                let current = if this.immediate && !waiter.is_armed() {
+                    waiter.check_current_locked(&mut state.waiters, &state.value)
+                } else {
+                    None
+                };
+                match current {
+                    Some(output) => Ok(output),
+                    None => {
+                        // The check above and this registration share one
+                        // critical section: no transition can fall between.
+                        leftover.waker = waiter.register_locked(&mut state.waiters, cx.waker());
+                        drop(guard);
+                        drop(leftover);
+                        return Poll::Pending;
+                    }
+                }
             }
         };
         drop(leftover);
         this.done.set(true);
-        match outcome {
-            Outcome::Value(value) => Poll::Ready(M::finish(value)),
-            Outcome::Panicked(payload) => unwind::resume(payload),
-            Outcome::Signal => unreachable!("capturing matcher got a bare signal"),
+        match output {
+            Ok(output) => Poll::Ready(output),
+            Err(payload) => unwind::resume(payload),
         }
     }
 }
@@ -359,7 +484,7 @@ pub struct WaitFor<'a, T> {
     inner: Wait<'a, T, Equals<T>>,
 }
 
-impl<'a, T: PartialEq + 'static> WaitFor<'a, T> {
+impl<'a, T: Clone + PartialEq + 'static> WaitFor<'a, T> {
     pub(crate) fn new(watcher: &'a ValueWatcher<T>, matcher: Equals<T>) -> Self {
         Self {
             inner: Wait::new(watcher, matcher, true),
@@ -398,7 +523,7 @@ pub struct WaitForNot<'a, T> {
     inner: Wait<'a, T, NotEquals<T>>,
 }
 
-impl<'a, T: PartialEq + 'static> WaitForNot<'a, T> {
+impl<'a, T: Clone + PartialEq + 'static> WaitForNot<'a, T> {
     pub(crate) fn new(watcher: &'a ValueWatcher<T>, matcher: NotEquals<T>) -> Self {
         Self {
             inner: Wait::new(watcher, matcher, true),
@@ -434,11 +559,11 @@ immediate!(WaitForNot ['a, T] ['a, T]);
 /// ```
 #[must_use = "futures do nothing unless you `.await` or poll them"]
 pub struct WaitUntil<'a, T, F> {
-    inner: Wait<'a, T, Until<F>>,
+    inner: Wait<'a, T, Until<T, F>>,
 }
 
-impl<'a, T, F: FnMut(&T) -> bool + 'static> WaitUntil<'a, T, F> {
-    pub(crate) fn new(watcher: &'a ValueWatcher<T>, matcher: Until<F>) -> Self {
+impl<'a, T: Clone + 'static, F: FnMut(&T) -> bool + 'static> WaitUntil<'a, T, F> {
+    pub(crate) fn new(watcher: &'a ValueWatcher<T>, matcher: Until<T, F>) -> Self {
         Self {
             inner: Wait::new(watcher, matcher, true),
         }
@@ -478,11 +603,11 @@ immediate!(WaitUntil ['a, T, F] ['a, T, F]);
 /// ```
 #[must_use = "futures do nothing unless you `.await` or poll them"]
 pub struct WaitForChange<'a, T> {
-    inner: Wait<'a, T, AnyChange>,
+    inner: Wait<'a, T, AnyChange<T>>,
 }
 
-impl<'a, T> WaitForChange<'a, T> {
-    pub(crate) fn new(watcher: &'a ValueWatcher<T>, matcher: AnyChange) -> Self {
+impl<'a, T: Clone + 'static> WaitForChange<'a, T> {
+    pub(crate) fn new(watcher: &'a ValueWatcher<T>, matcher: AnyChange<T>) -> Self {
         Self {
             inner: Wait::new(watcher, matcher, false),
         }
@@ -520,11 +645,11 @@ wait_future!(WaitForChange ['a, T] ['a, T] where [T: Clone + 'static] => T,
 /// ```
 #[must_use = "futures do nothing unless you `.await` or poll them"]
 pub struct WaitForSome<'a, U> {
-    inner: Wait<'a, Option<U>, IsSome>,
+    inner: Wait<'a, Option<U>, IsSome<U>>,
 }
 
-impl<'a, U> WaitForSome<'a, U> {
-    pub(crate) fn new(watcher: &'a ValueWatcher<Option<U>>, matcher: IsSome) -> Self {
+impl<'a, U: Clone + 'static> WaitForSome<'a, U> {
+    pub(crate) fn new(watcher: &'a ValueWatcher<Option<U>>, matcher: IsSome<U>) -> Self {
         Self {
             inner: Wait::new(watcher, matcher, true),
         }
@@ -537,6 +662,93 @@ wait_future!(WaitForSome ['a, U] ['a, U] where [U: Clone + 'static] => U,
     never: "w.wait_for_some()",
 );
 immediate!(WaitForSome ['a, U] ['a, U]);
+
+/// Future of [`ValueWatcher::wait_map`]: completes with what the function
+/// extracts from the first value it accepts.
+///
+/// Does nothing until polled. The value is never cloned: the function runs
+/// under the lock, against the current value at the first poll (unless
+/// [`immediate(false)`](Self::immediate)) and then against each transition's
+/// new value, and the first `Some(u)` it returns is kept for the future.
+///
+/// # Cancel safety
+///
+/// Dropping it at any point unregisters it in O(1); an extracted `u` it
+/// never handed out is dropped with it.
+///
+/// # Examples
+///
+/// ```
+/// use value_watcher::ValueWatcher;
+///
+/// let status = ValueWatcher::new((0u16, "starting"));
+/// let code = status.wait_map(|(code, _)| (*code >= 400).then_some(*code));
+/// status.set((503, "unavailable"));
+/// status.set((200, "ok")); // already recovered: the waiter still sees 503
+/// assert_eq!(pollster::block_on(code), 503);
+/// ```
+#[must_use = "futures do nothing unless you `.await` or poll them"]
+pub struct WaitMap<'a, T, U, F> {
+    inner: Wait<'a, T, Map<U, F>>,
+}
+
+impl<'a, T, U: 'static, F: FnMut(&T) -> Option<U> + 'static> WaitMap<'a, T, U, F> {
+    pub(crate) fn new(watcher: &'a ValueWatcher<T>, matcher: Map<U, F>) -> Self {
+        Self {
+            inner: Wait::new(watcher, matcher, true),
+        }
+    }
+}
+
+wait_future!(WaitMap ['a, T, U, F] ['a, T, U, F] where [U: 'static, F: FnMut(&T) -> Option<U> + 'static] => U,
+    setup: "let w = ValueWatcher::new(0);",
+    wait: "std::thread::scope(|s| {\n    s.spawn(|| w.set(21));\n    assert_eq!(w.wait_map(|v| (*v > 0).then_some(v * 2)).wait(), 42);\n});",
+    never: "w.wait_map(|v| (*v > 100).then_some(()))",
+);
+immediate!(WaitMap ['a, T, U, F] ['a, T, U, F]);
+
+/// Future of [`ValueWatcher::wait_transition`]: completes with the new value
+/// of the first transition whose edge `(old, new)` the function accepts.
+///
+/// Does nothing until polled. It never looks at the current value alone: an
+/// edge needs a transition, so there is no `immediate`.
+///
+/// # Cancel safety
+///
+/// Dropping it at any point unregisters it in O(1).
+///
+/// # Examples
+///
+/// ```
+/// use futures_lite::future::{block_on, poll_once};
+/// use value_watcher::ValueWatcher;
+///
+/// let level = ValueWatcher::new(10u32);
+/// let mut dropped = Box::pin(level.wait_transition(|old, new| new < old));
+/// assert!(block_on(poll_once(&mut dropped)).is_none());
+/// level.set(12);
+/// level.set(7); // the edge: 12 -> 7
+/// level.set(9);
+/// assert_eq!(block_on(dropped), 7);
+/// ```
+#[must_use = "futures do nothing unless you `.await` or poll them"]
+pub struct WaitTransition<'a, T, F> {
+    inner: Wait<'a, T, Edge<T, F>>,
+}
+
+impl<'a, T: Clone + 'static, F: FnMut(&T, &T) -> bool + 'static> WaitTransition<'a, T, F> {
+    pub(crate) fn new(watcher: &'a ValueWatcher<T>, matcher: Edge<T, F>) -> Self {
+        Self {
+            inner: Wait::new(watcher, matcher, false),
+        }
+    }
+}
+
+wait_future!(WaitTransition ['a, T, F] ['a, T, F] where [T: Clone + 'static, F: FnMut(&T, &T) -> bool + 'static] => T,
+    setup: "let w = ValueWatcher::new(5);",
+    wait: "use std::sync::atomic::{AtomicBool, Ordering};\n\nlet done = AtomicBool::new(false);\nstd::thread::scope(|s| {\n    s.spawn(|| while !done.load(Ordering::Relaxed) {\n        w.modify(|v| *v = if *v == 5 { 6 } else { 5 });\n        std::thread::yield_now();\n    });\n    // The first 5 -> 6 edge after the wait started.\n    assert_eq!(w.wait_transition(|old, new| *old == 5 && *new == 6).wait(), 6);\n    done.store(true, Ordering::Relaxed);\n});",
+    never: "w.wait_transition(|old, new| old > new)",
+);
 
 // === changes() ===
 
@@ -586,6 +798,38 @@ impl<'a, T> Changes<'a, T> {
     }
 }
 
+impl<T> Changes<'_, T> {
+    /// The version of the value the stream yielded last, or, before its
+    /// first item, the watcher's version when the stream was created.
+    ///
+    /// Versions count transitions, so a consumer sees how many it skipped:
+    /// if an item comes with version `v` after one with version `u`, then
+    /// `v - u - 1` transitions happened in between that it never saw (the
+    /// stream yields only the latest value of a burst).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use futures_lite::StreamExt;
+    /// use value_watcher::ValueWatcher;
+    ///
+    /// let w = ValueWatcher::new(0);
+    /// let mut changes = w.changes();
+    /// assert_eq!(changes.version(), 0);
+    /// let before = changes.version();
+    /// for v in 1..=5 {
+    ///     w.set(v);
+    /// }
+    /// assert_eq!(futures_lite::future::block_on(changes.next()), Some(5));
+    /// assert_eq!(changes.version(), 5);
+    /// let skipped = changes.version() - before - 1;
+    /// assert_eq!(skipped, 4); // 1, 2, 3 and 4 were never yielded
+    /// ```
+    pub fn version(&self) -> u64 {
+        self.seen
+    }
+}
+
 impl<T: Clone> futures_core::Stream for Changes<'_, T> {
     type Item = T;
 
@@ -600,7 +844,7 @@ impl<T: Clone> futures_core::Stream for Changes<'_, T> {
             if state.version == this.seen {
                 leftover = waiter.take_outcome_locked(&mut state.waiters);
                 // Any signal comes with a version bump, so none is pending here.
-                debug_assert!(leftover.outcome.is_none());
+                debug_assert!(!leftover.ready);
                 leftover.waker = waiter.register_locked(&mut state.waiters, cx.waker());
                 drop(guard);
                 drop(leftover);

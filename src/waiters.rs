@@ -14,27 +14,30 @@
 //! A setter holds the watcher's lock for one whole transition: it stores the
 //! value, then walks the `waiting` lanes (in lock-step, so the loads of four
 //! nodes overlap) and asks each node's matcher about the new value.
-//! A node that matches is unlinked, gets a clone of the value in its `outcome`
-//! slot, and its waker is moved into the setter's [`WakeBatch`]. Because the
-//! predicate sees the value *of that transition*, under the same lock that
-//! stored it, no later transition can overwrite it first: this is how a waiter
-//! for `Closing` gets `Closing` even if `Closed` follows at once.
+//! A matcher that matches keeps its output (a clone of the value, what a
+//! `wait_map` function extracted, nothing for a stream) inside itself, so the
+//! output's type belongs to the waiter, not to the node; the node is
+//! unlinked, marked chosen, and its waker is moved into the setter's
+//! [`WakeBatch`]. Because the matcher sees the value *of that transition*
+//! (and the one before it, for `wait_transition`), under the same lock that
+//! stored it, no later transition can overwrite it first: this is how a
+//! waiter for `Closing` gets `Closing` even if `Closed` follows at once.
 //!
 //! Wakers are never run under the lock. The batch is a fixed array on the
 //! setter's stack; when more nodes match than it holds, the rest move to the
 //! `queued` list with their wakers still inside, and the setter (after
 //! unlocking and waking the first batch) takes them out batch by batch. A node
-//! in `queued` already owns its outcome, so its future completes if polled
+//! in `queued` already holds its output, so its future completes if polled
 //! before the setter gets to it, and unlinks itself from `queued` if dropped.
 //!
 //! ## Node states
 //!
-//! | state     | in list   | `waker` | `outcome` | who may touch it                   |
-//! |-----------|-----------|---------|-----------|------------------------------------|
-//! | `Idle`    | none      | none    | none      | the owning future only, no lock    |
-//! | `Waiting` | `waiting` | some    | none      | anyone holding the lock            |
-//! | `Queued`  | `queued`  | some    | some      | anyone holding the lock            |
-//! | `Ready`   | none      | none    | some      | anyone holding the lock            |
+//! | state     | in list   | `waker` | output or `panic` | who may touch it                |
+//! |-----------|-----------|---------|-------------------|---------------------------------|
+//! | `Idle`    | none      | none    | none              | the owning future only, no lock |
+//! | `Waiting` | `waiting` | some    | none              | anyone holding the lock         |
+//! | `Queued`  | `queued`  | some    | some              | anyone holding the lock         |
+//! | `Ready`   | none      | none    | some              | anyone holding the lock         |
 //!
 //! `Idle -> Waiting` happens in the future's poll; `Waiting -> Ready|Queued` in
 //! a setter's walk; `Queued -> Ready` in a setter's drain; `Ready|Queued ->
@@ -60,31 +63,25 @@ use core::task::Waker;
 use crate::sync::UnsafeCell;
 use crate::unwind::{self, Payload};
 
-/// The predicate of one wait future, as the setter sees it.
+/// The predicate of one wait future, as the setter sees it, and the output
+/// it keeps when it matches.
 ///
 /// Implementors are the crate's private matcher types; `'static` because a
-/// setter may call a leaked future's matcher at any later time.
+/// setter may call a leaked future's matcher at any later time. The output a
+/// match captures (a clone of the value, what a `wait_map` function
+/// extracted, nothing for a stream) lives in the matcher itself, so its type
+/// belongs to the waiter and the node needs none: `T: Clone` is needed only
+/// by the matchers that clone.
 pub(crate) trait Matcher<T>: 'static {
-    /// What the future yields for a captured value.
+    /// What the future yields.
     type Output;
-    /// Whether a match captures a clone of the value (`false` for streams,
-    /// which only need to be woken and read the latest value themselves).
-    const CAPTURES: bool = true;
-    /// Does `value` satisfy this waiter? Runs under the watcher's lock.
-    fn matches(&mut self, value: &T) -> bool;
-    /// Turns the captured value into the future's output.
-    fn finish(value: T) -> Self::Output;
-}
-
-/// What a setter leaves in a node it has chosen.
-pub(crate) enum Outcome<T> {
-    /// A clone of the first matching value.
-    Value(T),
-    /// A transition happened (non-capturing matchers).
-    Signal,
-    /// The matcher or the value's `Clone` panicked during a setter's walk; the
-    /// future resumes the panic when it is polled. Uninhabited without `std`.
-    Panicked(Payload),
+    /// Is the transition from `old` to `new` one this waiter waits for? If
+    /// so, keeps the output (for [`Matcher::take`]) and returns `true`. `old`
+    /// is `None` for the first poll's check of the current value. Runs under
+    /// the watcher's lock.
+    fn offer(&mut self, old: Option<&T>, new: &T) -> bool;
+    /// The output kept by the last matching [`Matcher::offer`].
+    fn take(&mut self) -> Option<Self::Output>;
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -105,15 +102,17 @@ struct Inner<T> {
     /// Which of the `waiting` lanes holds the node while it is `Waiting`.
     lane: u8,
     waker: Option<Waker>,
-    outcome: Option<Outcome<T>>,
+    /// A panic of the matcher (or of a `Clone` it called) during a setter's
+    /// walk, for the future to resume. Uninhabited without `std`.
+    panic: Option<Payload>,
 }
 
 /// A list node, the first field of every [`Waiter`].
 pub(crate) struct Node<T> {
     inner: UnsafeCell<Inner<T>>,
-    /// Calls the matcher of the `Waiter<T, M>` this node heads.
-    check: unsafe fn(NonNull<Node<T>>, &T) -> bool,
-    captures: bool,
+    /// Offers a transition to the matcher of the `Waiter<T, M>` this node
+    /// heads.
+    offer: unsafe fn(NonNull<Node<T>>, &T, &T) -> bool,
     /// Linked nodes are pointed to, so they must not move: this makes every
     /// future that embeds one `!Unpin`.
     _pinned: PhantomPinned,
@@ -121,8 +120,8 @@ pub(crate) struct Node<T> {
 
 // SAFETY: the raw links are the only non-`Send` part of a node, and they are
 // only read or written while holding the lock of the watcher whose list holds
-// the node, whichever thread that is. The rest (waker, outcome `T`, panic
-// payload) is `Send` when `T` is.
+// the node, whichever thread that is. The rest (waker, panic payload) is
+// `Send`.
 unsafe impl<T: Send> Send for Node<T> {}
 
 /// Runs `f` on the lock-guarded part of `node`.
@@ -273,10 +272,7 @@ impl<T> Waiters<T> {
     /// With `std`, a panic in a matcher or in `T::clone` is caught and
     /// delivered to that node's future; without `std` it unwinds out of here
     /// with the lists consistent (the node being checked is still linked).
-    pub(crate) fn notify_locked(&mut self, value: &T, batch: &mut WakeBatch)
-    where
-        T: Clone,
-    {
+    pub(crate) fn notify_locked(&mut self, old: &T, value: &T, batch: &mut WakeBatch) {
         let mut cursors: [Link<T>; LANES] = core::array::from_fn(|lane| self.waiting[lane].head);
         let mut live = cursors.iter().filter(|c| c.is_some()).count();
         let mut lane = 0;
@@ -288,7 +284,7 @@ impl<T> Waiters<T> {
                 cursors[lane] = next;
                 live -= usize::from(next.is_none());
                 // SAFETY: as above.
-                unsafe { self.offer(lane, node, value, batch) };
+                unsafe { self.offer(lane, node, old, value, batch) };
             }
             lane = (lane + 1) % LANES;
         }
@@ -304,26 +300,18 @@ impl<T> Waiters<T> {
         &mut self,
         lane: usize,
         node: NonNull<Node<T>>,
+        old: &T,
         value: &T,
         batch: &mut WakeBatch,
-    ) where
-        T: Clone,
-    {
+    ) {
         // SAFETY: linked nodes are live.
-        let (check, captures) = unsafe {
-            let node = node.as_ref();
-            (node.check, node.captures)
-        };
-        // SAFETY: `node` heads the `Waiter` whose matcher `check` was built
+        let offer = unsafe { node.as_ref().offer };
+        // SAFETY: `node` heads the `Waiter` whose matcher `offer` was built
         // for, and the lock we hold is what serializes matcher calls.
-        let outcome = match unwind::catch(|| unsafe { check(node, value) }) {
+        let panic = match unwind::catch(|| unsafe { offer(node, old, value) }) {
             Ok(false) => return,
-            Ok(true) if !captures => Outcome::Signal,
-            Ok(true) => match unwind::catch(|| value.clone()) {
-                Ok(value) => Outcome::Value(value),
-                Err(payload) => Outcome::Panicked(payload),
-            },
-            Err(payload) => Outcome::Panicked(payload),
+            Ok(true) => None,
+            Err(payload) => Some(payload),
         };
         // SAFETY: the caller guarantees `node` is linked in this lane.
         unsafe { self.waiting[lane].unlink(node) };
@@ -333,7 +321,7 @@ impl<T> Waiters<T> {
             with_inner(node, |n| {
                 debug_assert_eq!(n.state, NodeState::Waiting);
                 debug_assert_eq!(usize::from(n.lane), lane);
-                n.outcome = Some(outcome);
+                n.panic = panic;
                 if queue {
                     n.state = NodeState::Queued;
                     None
@@ -433,14 +421,14 @@ pub(crate) struct Waiter<T, M> {
 /// `node` was obtained from [`Waiter::node_ptr`] of a live `Waiter<T, M>`, and
 /// the caller holds the lock of the watcher the node is registered with (the
 /// only other user of the matcher, the owning future, also holds it).
-unsafe fn check<T, M: Matcher<T>>(node: NonNull<Node<T>>, value: &T) -> bool {
+unsafe fn offer<T, M: Matcher<T>>(node: NonNull<Node<T>>, old: &T, new: &T) -> bool {
     let waiter = node.cast::<Waiter<T, M>>().as_ptr();
     // SAFETY: `node` is at offset 0 of a `repr(C)` `Waiter<T, M>` and carries
     // the provenance of the whole waiter (see `node_ptr`), so the cast pointer
     // is valid; only the matcher field is borrowed.
     let matcher = unsafe { &(*waiter).matcher };
     // SAFETY: the lock serializes all matcher accesses (see above).
-    matcher.with_mut(|m| unsafe { (*m).matches(value) })
+    matcher.with_mut(|m| unsafe { (*m).offer(Some(old), new) })
 }
 
 impl<T, M: Matcher<T>> Waiter<T, M> {
@@ -453,10 +441,9 @@ impl<T, M: Matcher<T>> Waiter<T, M> {
                     state: NodeState::Idle,
                     lane: 0,
                     waker: None,
-                    outcome: None,
+                    panic: None,
                 }),
-                check: check::<T, M>,
-                captures: M::CAPTURES,
+                offer: offer::<T, M>,
                 _pinned: PhantomPinned,
             },
             matcher: UnsafeCell::new(matcher),
@@ -478,37 +465,65 @@ impl<T, M> Waiter<T, M> {
 }
 
 impl<T, M: Matcher<T>> Waiter<T, M> {
-    /// Asks the matcher about `value` from the owning future.
+    /// Offers the current value to the matcher from the owning future (the
+    /// first poll's check); the output if it matches.
     ///
     /// Called with the lock held (so no setter is using the matcher).
-    pub(crate) fn matches_locked(self: Pin<&Self>, _waiters: &mut Waiters<T>, value: &T) -> bool {
+    pub(crate) fn check_current_locked(
+        self: Pin<&Self>,
+        _waiters: &mut Waiters<T>,
+        value: &T,
+    ) -> Option<M::Output> {
         // SAFETY: the `&mut Waiters` proves the lock is held, which serializes
         // this call with setters' calls of the same matcher.
-        self.matcher.with_mut(|m| unsafe { (*m).matches(value) })
+        self.matcher.with_mut(|m| unsafe {
+            if (*m).offer(None, value) {
+                (*m).take()
+            } else {
+                None
+            }
+        })
+    }
+
+    /// Takes the output a setter left in the matcher (after
+    /// [`Waiter::take_outcome_locked`] reported the node ready).
+    pub(crate) fn take_output_locked(
+        self: Pin<&Self>,
+        _waiters: &mut Waiters<T>,
+    ) -> Option<M::Output> {
+        // SAFETY: as in `check_current_locked`.
+        self.matcher.with_mut(|m| unsafe { (*m).take() })
     }
 }
 
-/// What a node gives back when it leaves the lists: a setter's outcome and
-/// the waker it still held. Both are user code to drop (a `T`, a panic
-/// payload, a waker), so the caller drops this after releasing the lock
-/// (SPEC §3.17).
+/// What a node gives back when it leaves the lists: whether a setter chose
+/// it, a panic payload, and the waker it still held. The payload and the
+/// waker are user code to drop, so the caller drops this after releasing the
+/// lock (SPEC §3.17).
+///
+/// A setter's output itself stays in the matcher, which the owner takes
+/// under the lock or drops with the future (after unlocking).
 #[must_use = "drop this after releasing the lock"]
-pub(crate) struct Leftover<T> {
-    pub(crate) outcome: Option<Outcome<T>>,
+pub(crate) struct Leftover {
+    /// A setter chose the node: its output (or `panic`) is there to take.
+    pub(crate) ready: bool,
+    pub(crate) panic: Option<Payload>,
     pub(crate) waker: Option<Waker>,
 }
 
-impl<T> Leftover<T> {
+impl Leftover {
     const NONE: Self = Self {
-        outcome: None,
+        ready: false,
+        panic: None,
         waker: None,
     };
 }
 
 impl<T, M> Waiter<T, M> {
-    /// Takes the outcome a setter left, if any, returning the node to `Idle`.
-    /// A node still `Waiting` gives back nothing (`outcome` is `None`).
-    pub(crate) fn take_outcome_locked(self: Pin<&Self>, waiters: &mut Waiters<T>) -> Leftover<T> {
+    /// If a setter chose the node, returns it to `Idle` and says so (`ready`,
+    /// with a panic if the matcher panicked; the output is in the matcher).
+    /// A node still `Waiting` gives back nothing.
+    pub(crate) fn take_outcome_locked(self: Pin<&Self>, waiters: &mut Waiters<T>) -> Leftover {
         if !self.armed.get() {
             return Leftover::NONE;
         }
@@ -555,16 +570,17 @@ impl<T, M> Waiter<T, M> {
         None
     }
 
-    /// Unregisters the node, whatever its state, and returns the outcome a
-    /// setter left and the waker it held (for the caller to use, or to drop
-    /// after unlocking).
-    pub(crate) fn cancel_locked(self: Pin<&Self>, waiters: &mut Waiters<T>) -> Leftover<T> {
+    /// Unregisters the node, whatever its state, and returns whether a setter
+    /// had chosen it, its panic and the waker it held (for the caller to use,
+    /// or to drop after unlocking).
+    pub(crate) fn cancel_locked(self: Pin<&Self>, waiters: &mut Waiters<T>) -> Leftover {
         if !self.armed.get() {
             return Leftover::NONE;
         }
         let node = self.node_ptr();
         // SAFETY: armed, so registered with this watcher; lock held.
         let state = unsafe { with_inner(node, |n| n.state) };
+        let ready = matches!(state, NodeState::Queued | NodeState::Ready);
         match state {
             // SAFETY: the state says which list holds the node.
             NodeState::Waiting => unsafe { waiters.unlink_waiting(node) },
@@ -579,7 +595,8 @@ impl<T, M> Waiter<T, M> {
             with_inner(node, |n| {
                 n.state = NodeState::Idle;
                 Leftover {
-                    outcome: n.outcome.take(),
+                    ready,
+                    panic: n.panic.take(),
                     waker: n.waker.take(),
                 }
             })

@@ -9,8 +9,8 @@ use crate::lock::{Guard, Lock};
 use crate::sync::loom_const_fn;
 use crate::unwind::{self, Payload};
 use crate::wait::{
-    AnyChange, Changes, Equals, IsSome, NotEquals, Until, WaitFor, WaitForChange, WaitForNot,
-    WaitForSome, WaitUntil,
+    AnyChange, Changes, Edge, Equals, IsSome, Map, NotEquals, Until, WaitFor, WaitForChange,
+    WaitForNot, WaitForSome, WaitMap, WaitTransition, WaitUntil,
 };
 use crate::waiters::{Waiters, WakeBatch};
 
@@ -63,6 +63,47 @@ use crate::waiters::{Waiters, WakeBatch};
 /// }
 /// // The waiter sees the first value >= 100 (here the only one).
 /// assert_eq!(done.join().unwrap(), 100);
+/// ```
+///
+/// # Values that are not `Clone`
+///
+/// A value that is only `PartialEq` (a state carrying an `io::Error`, a
+/// channel end, a handle) works with [`new`](Self::new), [`with`](Self::with),
+/// [`version`](Self::version), [`set`](Self::set), [`set_if`](Self::set_if),
+/// [`on_value`](Self::on_value), [`remove_callback`](Self::remove_callback),
+/// [`wait_map`](Self::wait_map) and `Debug`. Only what hands out a clone of
+/// the value needs `Clone`: [`get`](Self::get), [`modify`](Self::modify)
+/// (it keeps a copy to roll back), [`on_change`](Self::on_change),
+/// [`changes`](Self::changes), and the waits whose output is the value.
+///
+/// ```
+/// use value_watcher::ValueWatcher;
+///
+/// #[derive(PartialEq, Debug)]
+/// struct Handle(u32); // not Clone
+///
+/// let w = ValueWatcher::new(Handle(1));
+/// w.set(Handle(2));
+/// let id = pollster::block_on(w.wait_map(|h| Some(h.0)));
+/// assert_eq!(id, 2);
+/// ```
+///
+/// ```compile_fail
+/// use value_watcher::ValueWatcher;
+///
+/// #[derive(PartialEq)]
+/// struct Handle(u32); // not Clone
+///
+/// let w = ValueWatcher::new(Handle(1));
+/// let _ = w.get(); // error: `get` hands out a clone
+/// ```
+///
+/// ```compile_fail
+/// # use value_watcher::ValueWatcher;
+/// # #[derive(PartialEq)]
+/// # struct Handle(u32);
+/// let w = ValueWatcher::new(Handle(1));
+/// let _ = w.wait_for(Handle(2)); // error: its output is a clone of the value
 /// ```
 ///
 /// `ValueWatcher<T>` is `Send` and `Sync` when `T: Send` (like a mutex: the
@@ -354,9 +395,117 @@ impl<T> ValueWatcher<T> {
     {
         Changes::new(self)
     }
+    /// Waits until `f` extracts something from the value, and returns it.
+    ///
+    /// `f` runs where a predicate runs (under the lock, see
+    /// [Locking](ValueWatcher#locking)): once against the current value at
+    /// the first poll (unless [`immediate(false)`](WaitMap::immediate)), then
+    /// once per transition on the setting thread, until it returns `Some(u)`.
+    /// The future completes with that `u`, even if the value has moved on by
+    /// the time the task runs, and the value itself is never cloned: this is
+    /// how to wait on a value that is not `Clone`, or to keep only the part
+    /// of it you need. Everything [`wait_until`](Self::wait_until) promises
+    /// holds (no missed states, selective wake-up, O(1) cancel, no
+    /// allocation). See [`WaitMap`].
+    ///
+    /// # Panics
+    ///
+    /// A panic in `f` during the first poll propagates from that poll. With
+    /// `std`, a panic during a setter's check is caught there and resumed
+    /// from this future's next poll (the setter and other waiters are
+    /// unaffected).
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future at any point unregisters it in O(1).
+    ///
+    /// # Examples
+    ///
+    /// A state carrying an `io::Error` cannot be cloned; a waiter extracts
+    /// the error's kind:
+    ///
+    /// ```
+    /// use std::io;
+    /// use futures_lite::future::{block_on, poll_once};
+    /// use value_watcher::ValueWatcher;
+    ///
+    /// #[derive(Debug)]
+    /// enum Conn { Connecting, Connected, Failed(io::Error) }
+    ///
+    /// impl PartialEq for Conn {
+    ///     fn eq(&self, other: &Self) -> bool {
+    ///         match (self, other) {
+    ///             (Conn::Failed(a), Conn::Failed(b)) => a.kind() == b.kind(),
+    ///             _ => std::mem::discriminant(self) == std::mem::discriminant(other),
+    ///         }
+    ///     }
+    /// }
+    ///
+    /// let conn = ValueWatcher::new(Conn::Connecting);
+    /// let mut failure = Box::pin(conn.wait_map(|c| match c {
+    ///     Conn::Failed(e) => Some(e.kind()),
+    ///     _ => None,
+    /// }));
+    /// assert!(block_on(poll_once(&mut failure)).is_none());
+    /// conn.set(Conn::Failed(io::Error::from(io::ErrorKind::ConnectionRefused)));
+    /// conn.set(Conn::Connecting); // retrying already
+    /// assert_eq!(block_on(failure), io::ErrorKind::ConnectionRefused);
+    /// ```
+    pub fn wait_map<U, F>(&self, f: F) -> WaitMap<'_, T, U, F>
+    where
+        F: FnMut(&T) -> Option<U> + Send + 'static,
+        U: Send + 'static,
+    {
+        WaitMap::new(self, Map::new(f))
+    }
+
+    /// Waits for a transition whose edge `f(&old, &new)` accepts, and returns
+    /// its new value.
+    ///
+    /// The future is offered every transition after its first poll, with the
+    /// value before and after it; it completes with the new value of the
+    /// first one `f` accepts, even a transient one the value has left again
+    /// by the time the task runs. Only those transitions wake it. The current
+    /// value alone never completes it (so there is no `immediate`). `f` runs
+    /// under the lock on the setting thread, like a predicate. See
+    /// [`WaitTransition`].
+    ///
+    /// # Panics
+    ///
+    /// With `std`, a panic in `f` during a setter's check is caught there and
+    /// resumed from this future's next poll.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future at any point unregisters it in O(1).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use futures_lite::future::{block_on, poll_once};
+    /// use value_watcher::ValueWatcher;
+    ///
+    /// #[derive(Clone, Copy, PartialEq, Debug)]
+    /// enum Conn { Connecting, Connected, Closing, Closed }
+    ///
+    /// let conn = ValueWatcher::new(Conn::Connected);
+    /// // "Left Connected", whatever it went to.
+    /// let mut left = Box::pin(conn.wait_transition(|old, _| *old == Conn::Connected));
+    /// assert!(block_on(poll_once(&mut left)).is_none());
+    /// conn.set(Conn::Closing);
+    /// conn.set(Conn::Closed);
+    /// assert_eq!(block_on(left), Conn::Closing);
+    /// ```
+    pub fn wait_transition<F>(&self, f: F) -> WaitTransition<'_, T, F>
+    where
+        F: FnMut(&T, &T) -> bool + Send + 'static,
+        T: Clone + 'static,
+    {
+        WaitTransition::new(self, Edge::new(f))
+    }
 }
 
-impl<T: Clone + PartialEq> ValueWatcher<T> {
+impl<T: PartialEq> ValueWatcher<T> {
     /// Stores `value`; returns `true` if that was a transition.
     ///
     /// If `value` equals the current value nothing happens: no version bump,
@@ -473,7 +622,10 @@ impl<T: Clone + PartialEq> ValueWatcher<T> {
     /// assert!(!counter.modify(|n| *n += 0));
     /// assert_eq!(counter.get(), 1);
     /// ```
-    pub fn modify(&self, f: impl FnOnce(&mut T)) -> bool {
+    pub fn modify(&self, f: impl FnOnce(&mut T)) -> bool
+    where
+        T: Clone,
+    {
         /// Unless disarmed, swaps the backup back in, so a panic in `f` or
         /// `T::eq` leaves the old value in place and the half-modified one
         /// in the caller's slot (dropped there, after unlocking).
@@ -566,7 +718,9 @@ impl<T: Clone + PartialEq> ValueWatcher<T> {
         };
         let mut guard = guard;
         let state = &mut *guard;
-        state.waiters.notify_locked(&state.value, notifier.batch);
+        state
+            .waiters
+            .notify_locked(old, &state.value, notifier.batch);
         let firing = state.callbacks.fire(&state.value, &mut new, token);
         drop(guard);
         // A waker that panics (with `std`) neither keeps the other chosen
@@ -617,9 +771,9 @@ impl<T: Clone + PartialEq> ValueWatcher<T> {
     /// ```
     pub fn wait_for(&self, value: T) -> WaitFor<'_, T>
     where
-        T: 'static,
+        T: Clone + 'static,
     {
-        WaitFor::new(self, Equals(value))
+        WaitFor::new(self, Equals::new(value))
     }
 
     /// Waits until the value is not equal to `value`.
@@ -644,9 +798,9 @@ impl<T: Clone + PartialEq> ValueWatcher<T> {
     /// ```
     pub fn wait_for_not(&self, value: T) -> WaitForNot<'_, T>
     where
-        T: 'static,
+        T: Clone + 'static,
     {
-        WaitForNot::new(self, NotEquals(value))
+        WaitForNot::new(self, NotEquals::new(value))
     }
 
     /// Waits until `predicate(&value)` holds.
@@ -688,9 +842,9 @@ impl<T: Clone + PartialEq> ValueWatcher<T> {
     pub fn wait_until<F>(&self, predicate: F) -> WaitUntil<'_, T, F>
     where
         F: FnMut(&T) -> bool + Send + 'static,
-        T: 'static,
+        T: Clone + 'static,
     {
-        WaitUntil::new(self, Until(predicate))
+        WaitUntil::new(self, Until::new(predicate))
     }
 
     /// Waits for the next transition and returns its new value.
@@ -718,9 +872,9 @@ impl<T: Clone + PartialEq> ValueWatcher<T> {
     /// ```
     pub fn wait_for_change(&self) -> WaitForChange<'_, T>
     where
-        T: 'static,
+        T: Clone + 'static,
     {
-        WaitForChange::new(self, AnyChange)
+        WaitForChange::new(self, AnyChange::new())
     }
 }
 
@@ -747,7 +901,7 @@ impl<U: Clone + 'static> ValueWatcher<Option<U>> {
     /// assert_eq!(pollster::block_on(fut), "token-1");
     /// ```
     pub fn wait_for_some(&self) -> WaitForSome<'_, U> {
-        WaitForSome::new(self, IsSome)
+        WaitForSome::new(self, IsSome::new())
     }
 }
 

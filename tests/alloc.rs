@@ -141,6 +141,42 @@ fn s3_8_a_wait_from_creation_to_drop_allocates_nothing() {
     assert!(woken.get() >= 200 * 5);
 }
 
+/// SPEC §3.15-3.16 with §3.8: `wait_map` and `wait_transition` allocate
+/// nothing either, `wait_map` on a value that is not even `Clone`.
+#[test]
+fn s3_8_wait_map_and_wait_transition_allocate_nothing() {
+    #[derive(PartialEq)]
+    struct Reading(u32);
+    let w = ValueWatcher::new(Reading(0));
+    let e = ValueWatcher::new(0u32);
+    let (woken, waker) = counting_waker();
+    assert_no_alloc("wait_map and wait_transition", || {
+        for i in 1..=200u32 {
+            // Completes at once against the current value.
+            let now = pin!(w.wait_map(move |r: &Reading| (r.0 == i - 1).then_some(r.0 * 2)));
+            assert_eq!(poll_noop(now), Poll::Ready((i - 1) * 2));
+            let mut map = pin!(w.wait_map(move |r: &Reading| (r.0 == i).then_some(r.0)));
+            let mut later = pin!(w.wait_map(|r: &Reading| Some(r.0)).immediate(false));
+            // An edge (its output is the value, so this watcher is `Clone`).
+            let mut edge = pin!(e.wait_transition(|old, new| new > old));
+            assert!(poll_with(map.as_mut(), &waker).is_pending());
+            assert!(poll_with(later.as_mut(), &waker).is_pending());
+            assert!(poll_with(edge.as_mut(), &waker).is_pending());
+            // A registered wait dropped before any set.
+            {
+                let mut dropped = pin!(w.wait_map(|_: &Reading| None::<u8>));
+                assert!(poll_with(dropped.as_mut(), &waker).is_pending());
+            }
+            w.set(Reading(i));
+            e.set(i);
+            assert_eq!(poll_noop(map.as_mut()), Poll::Ready(i));
+            assert_eq!(poll_noop(later.as_mut()), Poll::Ready(i));
+            assert_eq!(poll_noop(edge.as_mut()), Poll::Ready(i));
+        }
+    });
+    assert_eq!(woken.get(), 200 * 3);
+}
+
 #[test]
 fn s3_8_a_set_that_wakes_many_waiters_allocates_nothing() {
     let w = ValueWatcher::new(0u32);

@@ -18,7 +18,7 @@
 //! a model this way). AddressSanitizer (`.ci/asan.sh`) covers the rest.
 //!
 //! Exploration: most models are small enough for loom to try every
-//! interleaving (no preemption bound); the five largest run with the
+//! interleaving (no preemption bound); the six largest run with the
 //! preemption bound `LOOM_MAX_PREEMPTIONS` (2 if unset) plus 1, 2 or 3. Run with
 //! `--nocapture` to see each model's interleaving count; `.ci/loom.sh`
 //! records the measured times.
@@ -657,6 +657,49 @@ fn one_shot_claimed_once_and_freed_by_its_setters() {
         b.join().unwrap();
         assert_eq!(calls.load(Relaxed), 1);
         assert_eq!(drops.load(Relaxed), 1, "the target went with its setter");
+    });
+}
+
+/// SPEC 3.16: a `wait_transition` edge raced by two setters. Setter A goes
+/// 0 -> 5 -> 1, setter B sets 3; whether a drop to 3 happened (`5 -> 3`) or
+/// only `5 -> 1`, `0 -> 3`, `3 -> 5` ... depends on the interleaving. The
+/// waiter for "the value dropped" must report the first drop of the actual
+/// history, which `on_change` records exactly (each transition's pair).
+#[test]
+fn transition_edge_raced_by_two_setters() {
+    model(Bound::Extra(1), || {
+        let w = Arc::new(ValueWatcher::new(0u8));
+        let history = std::sync::Arc::new(StdMutex::new(Vec::new()));
+        let h = history.clone();
+        w.on_change(move |old, new| h.lock().unwrap().push((*old, *new)));
+        let mut fell = Box::pin(w.wait_transition(|old, new| new < old));
+        assert!(poll_noop(fell.as_mut()).is_pending());
+        let a = spawn_with(&w, |w| {
+            w.set(5);
+            w.set(1);
+        });
+        let b = spawn_with(&w, |w| w.set(3));
+        a.join().unwrap();
+        b.join().unwrap();
+        // Callbacks of concurrent setters may run out of order: sort the
+        // pairs into the chain the transitions formed, from 0.
+        let mut pairs = history.lock().unwrap().clone();
+        let mut chain = Vec::new();
+        let mut at = 0u8;
+        while let Some(i) = pairs.iter().position(|(old, _)| *old == at) {
+            let (_, new) = pairs.swap_remove(i);
+            chain.push((at, new));
+            at = new;
+        }
+        assert!(
+            pairs.is_empty(),
+            "history is not one chain: {chain:?} + {pairs:?}"
+        );
+        let first_drop = chain.iter().find(|(old, new)| new < old).map(|p| p.1);
+        match first_drop {
+            Some(v) => assert_eq!(poll_noop(fell.as_mut()), Poll::Ready(v), "{chain:?}"),
+            None => assert!(poll_noop(fell.as_mut()).is_pending(), "{chain:?}"),
+        }
     });
 }
 
