@@ -237,3 +237,41 @@ fn with_closures_drop_registered_futures() {
         ],
     ));
 }
+
+/// Found by the campaign (a harness bug, not the crate's): a wait whose
+/// first poll panicked is polled twice in one step by hooks (a dropped
+/// acting value's action, then a callback's), and the second poll found the
+/// model state already `Dead`, which the harness took for "never polled
+/// again".
+#[test]
+fn poisoned_wait_polled_twice_by_hooks_in_one_step() {
+    run(&program(
+        13,
+        &[
+            Op::WaitMany {
+                slot: 0,
+                count: 101,
+                kind: Kind::Until(Pred::PanicsOn(5, 29)),
+                immediate: true,
+            },
+            Op::DropWait(205),
+            Op::Set(11),
+            Op::Set(0),
+            Op::SetActing(1, Outside::Poll(0)),
+            Op::Wait {
+                slot: 255,
+                kind: Kind::OptChange,
+                immediate: false,
+            },
+            Op::OnChange {
+                panics: false,
+                reads: false,
+                removes_self: true,
+                action: Some(Outside::Poll(0)),
+                drop_action: None,
+            },
+            Op::Set(45),
+            Op::Set(0),
+        ],
+    ));
+}
