@@ -1,17 +1,24 @@
 #!/usr/bin/env bash
 # Differential fuzzing (fuzz/, target `ops`): random programs of operations
 # run against the crate and against a model of SPEC section 3, under
-# AddressSanitizer (nightly), for FUZZ_SECONDS (default 60).
+# AddressSanitizer (nightly), for FUZZ_SECONDS in total (default 60), split
+# between the two lock back ends: the spinlock (default) and
+# `critical-section`, where the reentrant operations from under the lock are
+# generated too.
 #
 # The checked-in seeds (fuzz/corpus/ops) are read but never written: new
-# inputs go to a temporary corpus directory, deleted on exit. A crash leaves
-# its input in fuzz/artifacts/ops/ (git-ignored) and fails this script;
-# `cargo +nightly fuzz run ops <file>` replays it, and `cargo +nightly fuzz
-# tmin ops <file>` minimizes it.
+# inputs go to a temporary corpus directory per back end, deleted on exit.
+# A crash leaves its input in fuzz/artifacts/ops/ (git-ignored) and fails
+# this script; `cargo +nightly fuzz run ops [--features critical-section]
+# <file>` replays it, and `cargo +nightly fuzz tmin ops ... <file>`
+# minimizes it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 seconds="${FUZZ_SECONDS:-60}"
+first=$(( (seconds + 1) / 2 ))
+second=$(( seconds - first ))
+(( second > 0 )) || second=1
 
 if ! cargo fuzz --version >/dev/null 2>&1; then
     cargo install cargo-fuzz --locked
@@ -20,11 +27,21 @@ fi
 corpus="$(mktemp -d)"
 trap 'rm -rf "$corpus"' EXIT
 
-start=$(date +%s)
-# -timeout: one input running this long is a hang (a lost wake-up or a
-# deadlock), reported as a crash.
-cargo +nightly fuzz run ops "$corpus" fuzz/corpus/ops -- \
-    -max_total_time="$seconds" \
-    -timeout=20 \
-    -print_final_stats=1
-echo "fuzz: $(( $(date +%s) - start )) s, $(find "$corpus" -type f | wc -l) new corpus entries (discarded)"
+fuzz() {
+    local name="$1" budget="$2"
+    shift 2
+    mkdir -p "$corpus/$name"
+    local start
+    start=$(date +%s)
+    # -timeout: one input running this long is a hang (a lost wake-up or a
+    # deadlock), reported as a crash.
+    cargo +nightly fuzz run ops "$@" "$corpus/$name" fuzz/corpus/ops -- \
+        -max_total_time="$budget" \
+        -timeout=20 \
+        -print_final_stats=1
+    echo "fuzz ($name): $(( $(date +%s) - start )) s," \
+        "$(find "$corpus/$name" -type f | wc -l) new corpus entries (discarded)"
+}
+
+fuzz spinlock "$first"
+fuzz critical-section "$second" --features critical-section

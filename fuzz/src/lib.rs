@@ -34,11 +34,12 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::future::Future;
+use std::mem::ManuallyDrop;
 use std::panic::{self, AssertUnwindSafe};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Once, OnceLock, PoisonError};
-use std::task::{Context, Poll, Wake, Waker};
+use std::task::{Context, Poll, RawWaker, RawWakerVTable, Waker};
 use std::time::{Duration, Instant};
 
 use arbitrary::{Arbitrary, Unstructured};
@@ -139,6 +140,11 @@ pub enum Op {
         reads: bool,
         /// The callback removes itself with `remove_callback`.
         removes_self: bool,
+        /// What the callback does to the watchers each time it runs
+        /// (after recording its call, outside the lock).
+        action: Option<Outside>,
+        /// What the callback's `Drop` does (when the watcher lets it go).
+        drop_action: Option<Outside>,
     },
     /// `w.on_value(v, ..)`.
     OnValue {
@@ -172,6 +178,84 @@ pub enum Op {
     PollStream(u8),
     /// Drops the stream in a slot.
     DropStream(u8),
+    /// `w.with(f)` whose closure re-enters the watcher under its lock.
+    With(Reentry),
+    /// `format!("{w:?}")` whose `V::fmt` re-enters the watcher under its
+    /// lock.
+    DebugReenters(Reentry),
+    /// `w.set(v)` with a `v` whose `Drop` runs an action (SPEC §3.17: a
+    /// `T` is never dropped under the lock).
+    SetActing(u8, Outside),
+}
+
+/// A hook that runs under a watcher's lock (SPEC §3.17) and re-enters that
+/// same watcher (§3.18).
+#[derive(Arbitrary, Debug, Clone, Copy)]
+pub struct Reentry {
+    /// What it does.
+    pub act: Inside,
+    /// A rejected reentrant call's panic leaves the hook (`true`), or the
+    /// hook catches it and goes on (`false`).
+    pub propagate: bool,
+}
+
+/// What a hook running under a watcher's lock does to that watcher.
+///
+/// The calls that take the lock (all but the last three) are a programming
+/// error there: with the spinlock they deadlock, so they are only made in the
+/// `critical-section` build, where they must panic with the crate's
+/// reentrancy message. The last three need no lock and must just work.
+#[derive(Arbitrary, Debug, Clone, Copy)]
+pub enum Inside {
+    /// `set(v)`.
+    Set(u8),
+    /// `get()`.
+    Get,
+    /// `with(..)`.
+    With,
+    /// `version()`.
+    Version,
+    /// `on_change(..)`.
+    OnChange,
+    /// `remove_callback(..)`.
+    Remove,
+    /// Polls the wait in a slot (if it is one of this watcher's and may be
+    /// polled; else `version()`).
+    PollWait(u8),
+    /// Polls the stream in a slot (if any, and this is the main watcher; else
+    /// `version()`).
+    PollStream(u8),
+    /// `format!("{w:?}")`.
+    Debug,
+    /// Creates a `wait_for(v)` (`wait_for_some()` on the `Option` watcher)
+    /// in a slot, if the slot is empty.
+    CreateWait(u8, u8),
+    /// Drops the wait in a slot if it is not registered (never polled,
+    /// completed, or its first poll panicked).
+    DropWait(u8),
+    /// Drops the stream in a slot if it is not registered.
+    DropStream(u8),
+}
+
+/// What a hook running outside the lock (a waker's `wake` or `Drop`, a
+/// callback, a `Drop` of a value or callback) does; all of it must work
+/// (SPEC §3.9, §3.17).
+#[derive(Arbitrary, Debug, Clone, Copy)]
+pub enum Outside {
+    /// Polls the wait in a slot with its last waker.
+    Poll(u8),
+    /// Drops the wait in a slot.
+    Drop(u8),
+    /// Creates a `wait_for(v)` in an empty slot.
+    Create(u8, u8),
+    /// Reads the main watcher's value and version.
+    Read,
+    /// Sets the `Option` watcher.
+    SetOpt(Option<u8>),
+    /// Polls the stream in a slot.
+    PollStream(u8),
+    /// Drops the stream in a slot.
+    DropStream(u8),
 }
 
 /// The waker a poll passes.
@@ -182,16 +266,13 @@ pub enum WakerChoice {
     /// A new one, with its own wake counter.
     Fresh,
     /// A new one that runs an action when first woken.
-    Acting(WakeAction),
-}
-
-/// What an acting waker does inside its first `wake`.
-#[derive(Arbitrary, Debug, Clone, Copy)]
-pub struct WakeAction {
-    /// The wait slot it acts on (possibly its own).
-    pub target: u8,
-    /// Drop that wait (`true`) or poll it with its last waker.
-    pub drop: bool,
+    Acting(Outside),
+    /// A new one that runs an action when the watcher drops (or wakes by
+    /// value) its copy of it.
+    DropActing(Outside),
+    /// A new one whose `clone` (made under the lock when the future
+    /// registers) re-enters the future's watcher.
+    CloneActing(Reentry),
 }
 
 /// A blocking method of a wait future.
@@ -214,6 +295,8 @@ pub enum Cond {
     Always,
     /// Always false.
     Never,
+    /// Re-enters the watcher, then holds (`true`) or not.
+    Reenters(Reentry, bool),
     /// The current value equals this one.
     Equals(u8),
     /// The current value is below this one.
@@ -233,6 +316,8 @@ pub enum Modify {
     Assign(u8),
     /// `v = k % 8`, then panic.
     Panics(u8),
+    /// `v = k % 8`, then re-enter the watcher.
+    Reenters(u8, Reentry),
 }
 
 /// Which wait future.
@@ -265,6 +350,8 @@ pub enum Pred {
     Even(bool),
     /// Panics if `v == a`, else `v == b`.
     PanicsOn(u8, u8),
+    /// Re-enters the watcher if `v == a`; then `v == b`.
+    Reenters(u8, u8, Reentry),
 }
 
 // === injected panics ===
@@ -282,6 +369,24 @@ pub enum Injected {
     Condition,
     /// A `modify` closure.
     Modify,
+    /// The crate's panic for a reentrant call from under the lock (its
+    /// message starts with [`REENTRANT`]).
+    Reentrant,
+}
+
+/// How the crate's panic for a use of a watcher from inside its own lock
+/// begins (SPEC §3.18).
+pub const REENTRANT: &str = "value-watcher: a watcher was used from inside its own lock";
+
+/// The lock back end under test.
+pub const CRITICAL_SECTION: bool = cfg!(feature = "critical-section");
+
+fn is_reentrant(payload: &(dyn std::any::Any + Send)) -> bool {
+    let message = payload
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str));
+    message.is_some_and(|m| m.starts_with(REENTRANT))
 }
 
 thread_local! {
@@ -291,10 +396,33 @@ thread_local! {
     /// Injected panics raised or caught so far.
     static INJECTED_PANICS: Cell<u64> = const { Cell::new(0) };
     static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
-    /// The wait futures, with their model state (reachable from wakers).
+    /// The wait futures, with their model state (reachable from hooks).
     static SLOTS: RefCell<Vec<Option<WaitSlot>>> = const { RefCell::new(Vec::new()) };
-    /// What acting wakers did during the current step.
+    /// The `changes()` streams, with their model state.
+    static STREAMS: RefCell<Vec<Option<StreamSlot>>> = const { RefCell::new(Vec::new()) };
+    /// What hooks did during the current step, in order.
     static ACTIONS: RefCell<Vec<Action>> = const { RefCell::new(Vec::new()) };
+    /// What `V::fmt` does (once) in a [`Op::DebugReenters`].
+    static DEBUG_HOOK: Cell<Option<Reentry>> = const { Cell::new(None) };
+    /// An id registered nowhere, for reentrant `remove_callback` calls.
+    static NO_ID: Cell<Option<CallbackId>> = const { Cell::new(None) };
+    /// Numbers wait and stream slots, so that actions recorded for one that
+    /// was replaced since are recognized.
+    static NEXT_ID: Cell<u64> = const { Cell::new(0) };
+}
+
+/// Hooks act only while a program's steps run (not while the harness sets
+/// up or cleans up, when an acting value of the last run may be dropped).
+static ACTING: AtomicBool = AtomicBool::new(false);
+
+fn acting() -> bool {
+    ACTING.load(Ordering::Relaxed)
+}
+
+fn next_id() -> u64 {
+    let id = NEXT_ID.get();
+    NEXT_ID.set(id + 1);
+    id
 }
 
 /// Keeps injected panics quiet; every other panic goes to the previous hook
@@ -304,7 +432,7 @@ fn install_panic_hook() {
     ONCE.call_once(|| {
         let previous = panic::take_hook();
         panic::set_hook(Box::new(move |info| {
-            if info.payload().downcast_ref::<Injected>().is_some() {
+            if info.payload().downcast_ref::<Injected>().is_some() || is_reentrant(info.payload()) {
                 INJECTED_PANICS.set(INJECTED_PANICS.get() + 1);
             } else {
                 previous(info);
@@ -313,17 +441,18 @@ fn install_panic_hook() {
     });
 }
 
-/// Runs `f`; an injected panic becomes `Err`, any other panic continues.
+/// Runs `f`; an injected panic (or the crate's reentrancy panic) becomes
+/// `Err`, any other panic continues.
 fn catch<R>(f: impl FnOnce() -> R) -> Result<R, Injected> {
     panic::catch_unwind(AssertUnwindSafe(f)).map_err(|payload| {
-        match payload.downcast::<Injected>() {
-            Ok(injected) => {
-                // A resumed panic does not run the hook; count it here.
-                INJECTED_PANICS.set(INJECTED_PANICS.get() + 1);
-                *injected
-            }
+        let injected = match payload.downcast::<Injected>() {
+            Ok(injected) => *injected,
+            Err(other) if is_reentrant(&*other) => Injected::Reentrant,
             Err(other) => panic::resume_unwind(other),
-        }
+        };
+        // A resumed panic does not run the hook; count it here.
+        INJECTED_PANICS.set(INJECTED_PANICS.get() + 1);
+        injected
     })
 }
 
@@ -385,22 +514,63 @@ fn measured<R>(f: impl FnOnce() -> R) -> (Result<R, Injected>, Option<u64>) {
 
 // === values and predicates ===
 
-/// The watched value: a `u8` whose `Clone` panics on demand. The harness
-/// itself never clones it (it rebuilds values from their `u8`).
-#[derive(PartialEq, Debug)]
-pub struct V(pub u8);
+/// The watched value: a `u8` whose `Clone` panics on demand, and which may
+/// carry an action for its `Drop` (only the value a [`Op::SetActing`]
+/// hands to `set`; clones never do). The harness itself never clones it (it
+/// rebuilds values from their `u8`). Equality and `Debug` look at the `u8`
+/// only.
+pub struct V(pub u8, Option<Outside>);
+
+/// A plain value.
+const fn val(x: u8) -> V {
+    V(x, None)
+}
 
 impl Clone for V {
     fn clone(&self) -> V {
         if CLONE_PANICS.get() {
             panic::panic_any(Injected::Clone);
         }
-        V(self.0)
+        val(self.0)
+    }
+}
+
+impl PartialEq for V {
+    fn eq(&self, other: &V) -> bool {
+        self.0 == other.0
+    }
+}
+
+impl fmt::Debug for V {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(reentry) = DEBUG_HOOK.take() {
+            reenter(reentry, 0);
+        }
+        write!(f, "V({})", self.0)
+    }
+}
+
+impl Drop for V {
+    fn drop(&mut self) {
+        if let Some(action) = self.1.take() {
+            act(action);
+        }
+    }
+}
+
+/// Runs an action when dropped (captured by callbacks).
+struct DropActor(Option<Outside>);
+
+impl Drop for DropActor {
+    fn drop(&mut self) {
+        if let Some(action) = self.0.take() {
+            act(action);
+        }
     }
 }
 
 /// The main watcher.
-static MAIN: ValueWatcher<V> = ValueWatcher::new(V(0));
+static MAIN: ValueWatcher<V> = ValueWatcher::new(val(0));
 /// The `Option` watcher, for `wait_for_some`.
 static OPT: ValueWatcher<Option<V>> = ValueWatcher::new(None);
 /// One run at a time uses the watchers (tests run on several threads).
@@ -430,12 +600,22 @@ impl Pred {
             Pred::Even(even) => v.is_multiple_of(2) == even,
             Pred::PanicsOn(a, _) if v == d(a) => return Verdict::Panics(Injected::Predicate(v)),
             Pred::PanicsOn(_, b) => v == d(b),
+            Pred::Reenters(a, _, reentry) if v == d(a) && reentry.panics() => {
+                return Verdict::Panics(Injected::Reentrant);
+            }
+            Pred::Reenters(_, b, _) => v == d(b),
         };
         if yes { Verdict::Yes } else { Verdict::No }
     }
 
     /// The predicate handed to the crate.
     fn real(self, v: &V) -> bool {
+        if let Pred::Reenters(a, b, reentry) = self {
+            if v.0 == d(a) {
+                reenter(reentry, 0);
+            }
+            return v.0 == d(b);
+        }
         match self.verdict(v.0) {
             Verdict::No => false,
             Verdict::Yes => true,
@@ -472,8 +652,10 @@ impl Kind {
     /// Creates the crate's future for this wait.
     fn future(self, immediate: bool) -> Fut {
         match self {
-            Kind::For(a) => Fut::Main(Box::pin(MAIN.wait_for(V(d(a))).immediate(immediate))),
-            Kind::ForNot(a) => Fut::Main(Box::pin(MAIN.wait_for_not(V(d(a))).immediate(immediate))),
+            Kind::For(a) => Fut::Main(Box::pin(MAIN.wait_for(val(d(a))).immediate(immediate))),
+            Kind::ForNot(a) => {
+                Fut::Main(Box::pin(MAIN.wait_for_not(val(d(a))).immediate(immediate)))
+            }
             Kind::Until(pred) => Fut::Main(Box::pin(
                 MAIN.wait_until(move |v: &V| pred.real(v))
                     .immediate(immediate),
@@ -487,74 +669,394 @@ impl Kind {
 
 // === wakers ===
 
-/// A waker that counts its wake-ups, and may act on its first one.
+/// A waker that counts its wake-ups, and may act on its first `wake`, on
+/// the first `Drop` (or wake by value) of a copy the watcher made, or on
+/// every `clone` (made under the lock, when a future registers).
+///
+/// Built on its own `RawWakerVTable` (over an `Arc<Counter>`) so that `clone`
+/// and `drop` are observable; every copy shares one vtable, so `will_wake`
+/// recognizes the waker a future is already registered with.
 struct Counter {
     count: AtomicUsize,
-    action: Option<WakeAction>,
-    acted: AtomicBool,
+    on_wake: Option<Outside>,
+    woke: AtomicBool,
+    on_drop: Option<Outside>,
+    dropped: AtomicBool,
+    /// With the index of the watcher whose lock the clone runs under.
+    on_clone: Option<(Reentry, usize)>,
+    clones: AtomicUsize,
 }
 
 impl Counter {
-    fn new(action: Option<WakeAction>) -> Arc<Counter> {
+    fn new(choice: Option<WakerChoice>, watcher: usize) -> Arc<Counter> {
+        let (on_wake, on_drop, on_clone) = match choice {
+            Some(WakerChoice::Acting(a)) => (Some(a), None, None),
+            Some(WakerChoice::DropActing(a)) => (None, Some(a), None),
+            Some(WakerChoice::CloneActing(r)) => (None, None, Some((r, watcher))),
+            _ => (None, None, None),
+        };
         Arc::new(Counter {
             count: AtomicUsize::new(0),
-            action,
-            acted: AtomicBool::new(false),
+            on_wake,
+            woke: AtomicBool::new(false),
+            on_drop,
+            dropped: AtomicBool::new(false),
+            on_clone,
+            clones: AtomicUsize::new(0),
         })
     }
 
     fn count(&self) -> usize {
         self.count.load(Ordering::SeqCst)
     }
-}
 
-impl Wake for Counter {
-    fn wake(self: Arc<Self>) {
-        self.wake_by_ref();
+    fn clones(&self) -> usize {
+        self.clones.load(Ordering::SeqCst)
     }
 
-    fn wake_by_ref(self: &Arc<Self>) {
-        self.count.fetch_add(1, Ordering::SeqCst);
-        if let Some(action) = self.action
-            && !self.acted.swap(true, Ordering::SeqCst)
-        {
-            act(action);
-        }
+    /// A waker for the harness to pass to a poll; give it back with
+    /// [`release`] (which runs no drop action: only the watcher's copies do).
+    fn waker(self: &Arc<Self>) -> Waker {
+        let data = Arc::into_raw(self.clone()).cast::<()>();
+        // SAFETY: `data` is an `Arc<Counter>` reference the waker now owns,
+        // which is what every function of `VTABLE` expects.
+        unsafe { Waker::from_raw(RawWaker::new(data, &VTABLE)) }
     }
 }
 
-/// What an acting waker did, for the harness to check after the step.
+/// Gives back a waker made by [`Counter::waker`] without running its drop
+/// action.
+fn release(waker: Waker) {
+    let waker = ManuallyDrop::new(waker);
+    // SAFETY: the waker owns one `Arc<Counter>` reference (see `VTABLE`),
+    // and is never used again.
+    unsafe { Arc::decrement_strong_count(waker.data().cast::<Counter>()) };
+}
+
+static VTABLE: RawWakerVTable = RawWakerVTable::new(vt_clone, vt_wake, vt_wake_by_ref, vt_drop);
+
+/// # Safety
+/// `data` is an `Arc<Counter>` reference owned by a live waker.
+unsafe fn counter<'a>(data: *const ()) -> &'a Counter {
+    // SAFETY: the caller's guarantee.
+    unsafe { &*data.cast::<Counter>() }
+}
+
+unsafe fn vt_clone(data: *const ()) -> RawWaker {
+    // SAFETY: called on a live waker of `VTABLE`.
+    let c = unsafe { counter(data) };
+    c.clones.fetch_add(1, Ordering::SeqCst);
+    if let Some((reentry, watcher)) = c.on_clone {
+        // May panic: before the count below, so nothing leaks.
+        reenter(reentry, watcher);
+    }
+    // SAFETY: the new waker owns a new reference.
+    unsafe { Arc::increment_strong_count(data.cast::<Counter>()) };
+    RawWaker::new(data, &VTABLE)
+}
+
+unsafe fn vt_wake(data: *const ()) {
+    // SAFETY: waking by value is waking by reference, then dropping.
+    unsafe {
+        vt_wake_by_ref(data);
+        vt_drop(data);
+    }
+}
+
+unsafe fn vt_wake_by_ref(data: *const ()) {
+    // SAFETY: called on a live waker of `VTABLE`.
+    let c = unsafe { counter(data) };
+    c.count.fetch_add(1, Ordering::SeqCst);
+    if let Some(action) = c.on_wake
+        && !c.woke.swap(true, Ordering::SeqCst)
+    {
+        act(action);
+    }
+}
+
+unsafe fn vt_drop(data: *const ()) {
+    // SAFETY: called on a live waker of `VTABLE`, which owns a reference.
+    let c = unsafe { counter(data) };
+    if let Some(action) = c.on_drop
+        && !c.dropped.swap(true, Ordering::SeqCst)
+    {
+        act(action);
+    }
+    // SAFETY: this waker's reference, given up.
+    unsafe { Arc::decrement_strong_count(data.cast::<Counter>()) };
+}
+
+/// What a hook did, for the harness to check after the step, in order.
 enum Action {
     Polled {
         slot: usize,
+        id: u64,
         result: PollResult,
+        clone_hook: Option<Reentry>,
     },
     /// The future is gone; the slot is removed when the step is settled.
     Dropped {
         slot: usize,
+        id: u64,
+    },
+    /// Something was created (and allocated).
+    Created,
+    /// The main watcher's value and version, read by a hook.
+    Read {
+        value: u8,
+        version: u64,
+    },
+    /// `OPT.set(x)` by a hook; recorded before the call (its own hooks come
+    /// after it), its result filled in after.
+    SetOpt {
+        x: Option<u8>,
+        result: Option<Result<bool, Injected>>,
+    },
+    StreamPolled {
+        slot: usize,
+        id: u64,
+        result: Result<Poll<Option<u8>>, Injected>,
+    },
+    StreamDropped {
+        waker: Arc<Counter>,
     },
 }
 
-/// Runs a waker's action on the wait slots (inside `wake`).
-fn act(action: WakeAction) {
-    let slot = usize::from(action.target) % WAIT_SLOTS;
-    let done = SLOTS.with(|slots| {
-        let mut slots = slots
-            .try_borrow_mut()
-            .expect("a waker ran while the harness was using the wait slots");
-        let wait = slots[slot].as_mut()?;
-        if action.drop {
-            // Keep the slot (its model state) until the step is settled: an
-            // earlier action may have polled it.
-            drop(wait.fut.take()?);
-            Some(Action::Dropped { slot })
-        } else {
-            let result = wait.poll(false)?;
-            Some(Action::Polled { slot, result })
+fn record_action(action: Action) -> usize {
+    ACTIONS.with(|a| {
+        let mut a = a.borrow_mut();
+        a.push(action);
+        a.len() - 1
+    })
+}
+
+/// Runs an action of a hook that runs outside the lock.
+fn act(action: Outside) {
+    if !acting() {
+        return;
+    }
+    match action {
+        Outside::Poll(t) => {
+            let slot = usize::from(t) % WAIT_SLOTS;
+            if let Some(polled) = poll_slot(slot, None) {
+                record_action(Action::Polled {
+                    slot,
+                    id: polled.id,
+                    result: polled.result,
+                    clone_hook: None,
+                });
+            }
         }
+        Outside::Drop(t) => drop_in_place(usize::from(t) % WAIT_SLOTS, false),
+        Outside::Create(t, target) => create_in_empty(usize::from(t) % WAIT_SLOTS, 0, target),
+        Outside::Read => {
+            let value = MAIN.with(|v| v.0);
+            let version = MAIN.version();
+            record_action(Action::Read { value, version });
+        }
+        Outside::SetOpt(x) => {
+            let x = x.map(d);
+            let i = record_action(Action::SetOpt { x, result: None });
+            let result = catch(|| OPT.set(x.map(val)));
+            ACTIONS.with(|a| {
+                if let Action::SetOpt { result: r, .. } = &mut a.borrow_mut()[i] {
+                    *r = Some(result);
+                }
+            });
+        }
+        Outside::PollStream(t) => {
+            let slot = usize::from(t) % STREAM_SLOTS;
+            if let Some((id, result, _)) = poll_stream_slot(slot) {
+                record_action(Action::StreamPolled { slot, id, result });
+            }
+        }
+        Outside::DropStream(t) => drop_stream_in_place(usize::from(t) % STREAM_SLOTS, false),
+    }
+}
+
+/// Drops the future in a slot, keeping its model state until the step is
+/// settled; `unregistered_only`: only if it is not registered.
+fn drop_in_place(slot: usize, unregistered_only: bool) {
+    let taken = with_slots(|slots| {
+        let wait = slots[slot].as_mut()?;
+        if unregistered_only && wait.armed && !cfg!(feature = "under-lock-drop") {
+            return None;
+        }
+        Some((wait.fut.take()?, wait.id))
     });
-    if let Some(done) = done {
-        ACTIONS.with(|a| a.borrow_mut().push(done));
+    if let Some((fut, id)) = taken {
+        if cfg!(feature = "under-lock-drop") && unregistered_only {
+            // Before the fix of issue 9 this `Drop` panicked (reentrant lock)
+            // and left the freed node linked: let the program go on, so the
+            // next walk shows the sanitizer that memory.
+            match panic::catch_unwind(AssertUnwindSafe(|| drop(fut))) {
+                Err(payload) if !is_reentrant(&*payload) => panic::resume_unwind(payload),
+                _ => {}
+            }
+        } else {
+            drop(fut);
+        }
+        record_action(Action::Dropped { slot, id });
+    }
+}
+
+/// Creates `wait_for(v)` (`wait_for_some()` on the `Option` watcher) in a
+/// slot if it is empty.
+fn create_in_empty(slot: usize, watcher: usize, target: u8) {
+    let kind = if watcher == 0 {
+        Kind::For(target)
+    } else {
+        Kind::Some
+    };
+    let fut = with_slots(|slots| slots[slot].is_none()).then(|| kind.future(true));
+    if let Some(fut) = fut {
+        with_slots(|slots| slots[slot] = Some(WaitSlot::new(fut, kind, true)));
+        record_action(Action::Created);
+    }
+}
+
+fn drop_stream_in_place(slot: usize, unregistered_only: bool) {
+    let taken = STREAMS.with(|streams| {
+        let mut streams = streams.borrow_mut();
+        let s = streams[slot].as_ref()?;
+        if unregistered_only && s.armed && !cfg!(feature = "under-lock-drop") {
+            return None;
+        }
+        streams[slot].take()
+    });
+    if let Some(s) = taken {
+        let StreamSlot { stream, waker, .. } = s;
+        drop(stream);
+        record_action(Action::StreamDropped { waker });
+    }
+}
+
+impl Reentry {
+    /// Whether the hook panics with the crate's reentrancy panic.
+    fn panics(self) -> bool {
+        CRITICAL_SECTION && self.act.locks() && self.propagate
+    }
+}
+
+impl Inside {
+    fn locks(self) -> bool {
+        !matches!(
+            self,
+            Inside::CreateWait(..) | Inside::DropWait(_) | Inside::DropStream(_)
+        )
+    }
+}
+
+/// Runs a hook's reentrant action on the watcher (0: main, 1: `Option`)
+/// whose lock it runs under.
+fn reenter(reentry: Reentry, watcher: usize) {
+    let act = reentry.act;
+    if !act.locks() {
+        match act {
+            Inside::CreateWait(slot, target) => {
+                create_in_empty(usize::from(slot) % WAIT_SLOTS, watcher, target)
+            }
+            Inside::DropWait(slot) => drop_in_place(usize::from(slot) % WAIT_SLOTS, true),
+            Inside::DropStream(slot) if watcher == 0 => {
+                drop_stream_in_place(usize::from(slot) % STREAM_SLOTS, true)
+            }
+            _ => {}
+        }
+        return;
+    }
+    if !CRITICAL_SECTION {
+        // With the spinlock this would deadlock, as documented.
+        return;
+    }
+    if reentry.propagate {
+        locking_call(act, watcher);
+    } else {
+        match panic::catch_unwind(AssertUnwindSafe(|| locking_call(act, watcher))) {
+            Err(payload) if is_reentrant(&*payload) => return,
+            Err(payload) => panic::resume_unwind(payload),
+            Ok(()) => {}
+        }
+    }
+    panic!("value-watcher-fuzz: reentrant {act:?} from under the lock returned");
+}
+
+/// A call that takes the lock of `watcher`.
+fn locking_call(act: Inside, watcher: usize) {
+    let no_id = NO_ID.get().expect("set at the start of the run");
+    match (act, watcher) {
+        (Inside::Set(x), 0) => {
+            let _ = MAIN.set(val(d(x)));
+        }
+        (Inside::Set(x), _) => {
+            let _ = OPT.set(Some(val(d(x))));
+        }
+        (Inside::Get, 0) => {
+            let _ = MAIN.get();
+        }
+        (Inside::Get, _) => {
+            let _ = OPT.get();
+        }
+        (Inside::With, 0) => {
+            let _ = MAIN.with(|v| v.0);
+        }
+        (Inside::With, _) => {
+            let _ = OPT.with(|v| v.is_some());
+        }
+        (Inside::OnChange, 0) => {
+            let _ = MAIN.on_change(|_, _| {});
+        }
+        (Inside::OnChange, _) => {
+            let _ = OPT.on_change(|_, _| {});
+        }
+        (Inside::Remove, 0) => {
+            let _ = MAIN.remove_callback(no_id);
+        }
+        (Inside::Remove, _) => {
+            let _ = OPT.remove_callback(no_id);
+        }
+        (Inside::Debug, 0) => {
+            let _ = format!("{MAIN:?}");
+        }
+        (Inside::Debug, _) => {
+            let _ = format!("{OPT:?}");
+        }
+        (Inside::PollWait(slot), _) => {
+            let slot = usize::from(slot) % WAIT_SLOTS;
+            // The poll takes the lock before anything else, so it panics
+            // before the future changes or clones the waker.
+            let polled = with_slots(|slots| {
+                let wait = slots[slot].as_mut()?;
+                if wait.finished || wait.kind.watcher() != watcher {
+                    return None;
+                }
+                let fut = wait.fut.as_mut()?;
+                Some(fut.poll(&mut Context::from_waker(Waker::noop())))
+            });
+            if polled.is_none() {
+                version_of(watcher);
+            }
+        }
+        (Inside::PollStream(slot), 0) => {
+            let slot = usize::from(slot) % STREAM_SLOTS;
+            let polled = STREAMS.with(|streams| {
+                let mut streams = streams.borrow_mut();
+                let stream = streams[slot].as_mut()?.stream.as_mut()?;
+                let _ = Pin::new(stream).poll_next(&mut Context::from_waker(Waker::noop()));
+                Some(())
+            });
+            if polled.is_none() {
+                version_of(0);
+            }
+        }
+        (_, _) => version_of(watcher),
+    }
+}
+
+fn version_of(watcher: usize) {
+    if watcher == 0 {
+        let _ = MAIN.version();
+    } else {
+        let _ = OPT.version();
     }
 }
 
@@ -680,8 +1182,11 @@ impl Fut {
 }
 
 struct WaitSlot {
-    /// `None` once an acting waker dropped it (until the step is settled).
+    /// `None` once a hook dropped it (until the step is settled), and while
+    /// it is being polled.
     fut: Option<Fut>,
+    /// Tells this future from one created in the same slot later.
+    id: u64,
     kind: Kind,
     immediate: bool,
     state: WaitState,
@@ -689,41 +1194,34 @@ struct WaitSlot {
     /// The crate's future returned or resumed a panic: polling it again
     /// would be the caller's bug.
     finished: bool,
+    /// Registered or holding an outcome, as its owner can tell from its poll
+    /// results: dropping it takes the lock.
+    armed: bool,
+    /// How far the model's log was scanned for the first match since the
+    /// wait started watching, and what was found.
+    scan: Cell<(usize, Option<Outcome>)>,
+}
+
+/// One poll of a wait slot.
+struct Polled {
+    id: u64,
+    result: PollResult,
+    allocs: Option<u64>,
 }
 
 impl WaitSlot {
-    /// Polls with the last waker (or a new one), unless finished; returns
-    /// the result and the allocation count.
-    fn poll(&mut self, new_waker: bool) -> Option<PollResult> {
-        self.poll_measured(new_waker.then_some(None))
-            .map(|(r, _)| r)
-    }
-
-    /// `new_waker`: `None` reuses the last waker, `Some(action)` makes one.
-    fn poll_measured(
-        &mut self,
-        new_waker: Option<Option<WakeAction>>,
-    ) -> Option<(PollResult, Option<u64>)> {
-        if self.finished || matches!(self.state, WaitState::Done { .. } | WaitState::Dead) {
-            return None;
+    fn new(fut: Fut, kind: Kind, immediate: bool) -> WaitSlot {
+        WaitSlot {
+            fut: Some(fut),
+            id: next_id(),
+            kind,
+            immediate,
+            state: WaitState::Fresh,
+            wakers: Vec::new(),
+            finished: false,
+            armed: false,
+            scan: Cell::new((0, None)),
         }
-        let fut = self.fut.as_mut()?;
-        if let Some(action) = new_waker {
-            self.wakers.push(Counter::new(action));
-        } else if self.wakers.is_empty() {
-            self.wakers.push(Counter::new(None));
-        }
-        let waker = Waker::from(self.wakers.last().expect("just ensured").clone());
-        let (result, allocs) = measured(|| fut.poll(&mut Context::from_waker(&waker)));
-        drop(waker);
-        // A panic in the first poll (its own check of the current value)
-        // leaves the future unfinished; a later one resumes an outcome.
-        self.finished = match result {
-            Ok(Poll::Pending) => false,
-            Ok(Poll::Ready(_)) => true,
-            Err(_) => !matches!(self.state, WaitState::Fresh),
-        };
-        Some((result, allocs))
     }
 
     fn wake_count(&self) -> usize {
@@ -731,8 +1229,54 @@ impl WaitSlot {
     }
 }
 
+/// Polls the wait in `slot` with its last waker (`new_waker: None`) or a new
+/// one, unless finished or absent. The future leaves its slot while it is
+/// polled, so that hooks that run meanwhile can use the other slots.
+fn poll_slot(slot: usize, new_waker: Option<WakerChoice>) -> Option<Polled> {
+    let (mut fut, counter, id) = with_slots(|slots| {
+        let wait = slots[slot].as_mut()?;
+        if wait.finished || matches!(wait.state, WaitState::Done { .. } | WaitState::Dead) {
+            return None;
+        }
+        let fut = wait.fut.take()?;
+        if new_waker.is_some() || wait.wakers.is_empty() {
+            wait.wakers
+                .push(Counter::new(new_waker, wait.kind.watcher()));
+        }
+        let counter = wait.wakers.last().expect("just ensured").clone();
+        Some((fut, counter, wait.id))
+    })?;
+    let clones = counter.clones();
+    let waker = counter.waker();
+    let (result, allocs) = measured(|| fut.poll(&mut Context::from_waker(&waker)));
+    release(waker);
+    let clone_failed = result.is_err() && counter.clones() != clones;
+    with_slots(|slots| {
+        let wait = slots[slot].as_mut().expect("a polled slot stays");
+        wait.fut = Some(fut);
+        if clone_failed {
+            // Registering panicked in the waker's `clone`: the future is as
+            // it was (a first registration did not happen; a new waker was
+            // not stored).
+        } else {
+            // A panic resumes an outcome of a registered future; an
+            // unregistered one panicked in its own check of the value.
+            let was_armed = wait.armed;
+            wait.finished = match result {
+                Ok(Poll::Pending) => false,
+                Ok(Poll::Ready(_)) => true,
+                Err(_) => was_armed,
+            };
+            wait.armed = result == Ok(Poll::Pending);
+        }
+    });
+    Some(Polled { id, result, allocs })
+}
+
 struct StreamSlot {
-    stream: Changes<'static, V>,
+    /// `None` while it is polled.
+    stream: Option<Changes<'static, V>>,
+    id: u64,
     waker: Arc<Counter>,
     /// The version the stream has reported up to.
     seen: u64,
@@ -742,6 +1286,36 @@ struct StreamSlot {
     base: usize,
     /// A poll panicked (a panicking `Clone`): the SPEC says nothing more.
     poisoned: bool,
+    /// Registered, as far as the owner can tell.
+    armed: bool,
+}
+
+/// Polls the stream in `slot`; its id, result and allocation count.
+#[allow(clippy::type_complexity)]
+fn poll_stream_slot(slot: usize) -> Option<(u64, Result<Poll<Option<u8>>, Injected>, Option<u64>)> {
+    let (mut stream, waker, id) = STREAMS.with(|streams| {
+        let mut streams = streams.borrow_mut();
+        let s = streams[slot].as_mut()?;
+        Some((s.stream.take()?, s.waker.clone(), s.id))
+    })?;
+    let w = waker.waker();
+    let (result, allocs) = measured(|| {
+        Pin::new(&mut stream)
+            .poll_next(&mut Context::from_waker(&w))
+            .map(|item| item.map(|v| v.0))
+    });
+    release(w);
+    STREAMS.with(|streams| {
+        let mut streams = streams.borrow_mut();
+        let s = streams[slot].as_mut().expect("a polled stream stays");
+        s.stream = Some(stream);
+        match result {
+            Ok(Poll::Pending) => s.armed = true,
+            Ok(Poll::Ready(_)) => s.armed = false,
+            Err(_) => {}
+        }
+    });
+    Some((id, result, allocs))
 }
 
 // === the harness ===
@@ -749,7 +1323,6 @@ struct StreamSlot {
 struct Harness {
     model: [MWatcher; 2],
     clone_panics: bool,
-    streams: Vec<Option<StreamSlot>>,
     callbacks: Vec<MCallback>,
     /// A [`CountingAllocator`] is installed: check SPEC §3.8.
     counting: bool,
@@ -759,13 +1332,20 @@ struct Harness {
 pub fn run(program: &Program) {
     install_panic_hook();
     let _one_at_a_time = RUN.lock().unwrap_or_else(PoisonError::into_inner);
+    ACTING.store(false, Ordering::Relaxed);
     CLONE_PANICS.set(false);
+    DEBUG_HOOK.set(None);
     take_events();
     ACTIONS.with(|a| a.borrow_mut().clear());
     SLOTS.with(|slots| {
         let mut slots = slots.borrow_mut();
         slots.clear();
         slots.resize_with(WAIT_SLOTS, || None);
+    });
+    STREAMS.with(|streams| {
+        let mut streams = streams.borrow_mut();
+        streams.clear();
+        streams.resize_with(STREAM_SLOTS, || None);
     });
     // Leftovers of a run that panicked (in a test).
     for id in REGISTERED
@@ -787,8 +1367,10 @@ pub fn run(program: &Program) {
 
     let init = d(program.init);
     let init_opt = program.init_opt.map(d);
-    MAIN.set(V(init));
-    OPT.set(init_opt.map(V));
+    MAIN.set(val(init));
+    OPT.set(init_opt.map(val));
+    // `on_value` for the current value runs at once and registers nothing.
+    NO_ID.set(Some(MAIN.on_value(val(init), || {})));
     let mut h = Harness {
         model: [
             MWatcher {
@@ -803,14 +1385,15 @@ pub fn run(program: &Program) {
             },
         ],
         clone_panics: false,
-        streams: (0..STREAM_SLOTS).map(|_| None).collect(),
         callbacks: Vec::new(),
         counting,
     };
     h.check_at(&"start");
+    ACTING.store(true, Ordering::Relaxed);
     for (step, op) in program.ops.iter().take(MAX_OPS).enumerate() {
         h.step(step, *op);
     }
+    ACTING.store(false, Ordering::Relaxed);
     for slot in 0..WAIT_SLOTS {
         h.drop_wait(slot);
     }
@@ -869,7 +1452,13 @@ impl Harness {
                 for i in 0..usize::from(count) % (WAIT_SLOTS + 1) {
                     let slot = (usize::from(slot) + i) % WAIT_SLOTS;
                     self.create_wait(slot, kind, immediate);
+                    // Dropping what was there may run hooks (a waker's
+                    // `Drop`): they act before this poll.
+                    self.settle_actions(&at);
                     self.poll_wait(slot, WakerChoice::Fresh, &at);
+                    // Hooks of this poll act now; settle before the next
+                    // one replaces what they touched.
+                    self.settle_actions(&at);
                 }
             }
             Op::Poll { slot, waker } => self.poll_wait(usize::from(slot) % WAIT_SLOTS, waker, &at),
@@ -878,7 +1467,9 @@ impl Harness {
                 panics,
                 reads,
                 removes_self,
-            } => self.on_change(panics, reads, removes_self),
+                action,
+                drop_action,
+            } => self.on_change(panics, reads, removes_self, action, drop_action),
             Op::OnValue { value, panics } => self.on_value(d(value), panics, &at),
             Op::Remove(i) => self.remove(i, &at),
             Op::Get => self.get(&at),
@@ -895,6 +1486,9 @@ impl Harness {
             Op::Stream(slot) => self.create_stream(usize::from(slot) % STREAM_SLOTS),
             Op::PollStream(slot) => self.poll_stream(usize::from(slot) % STREAM_SLOTS, &at),
             Op::DropStream(slot) => self.drop_stream(usize::from(slot) % STREAM_SLOTS),
+            Op::With(reentry) => self.with_reentering(reentry, &at),
+            Op::DebugReenters(reentry) => self.debug_reentering(reentry, &at),
+            Op::SetActing(x, action) => self.set_value(V(d(x), Some(action)), &at),
         }
         self.settle_actions(&at);
         assert_eq!(
@@ -929,7 +1523,7 @@ impl Harness {
                     }
                     // SPEC §3.5: woken once matched, not before.
                     WaitState::Watching { start } => {
-                        if self.first_match(slot.kind, start).is_some() {
+                        if self.first_match_of(slot, start).is_some() {
                             let last = slot.wakers.last().expect("polled with a waker").count();
                             assert!(
                                 last >= 1,
@@ -951,19 +1545,21 @@ impl Harness {
                 }
             }
         });
-        for (i, slot) in self.streams.iter().enumerate() {
-            let Some(s) = slot else { continue };
-            if s.poisoned {
-                continue;
-            }
-            let count = s.waker.count();
-            match s.registered {
-                Some(at_version) if self.model[0].version() > at_version => {
-                    assert!(count > s.base, "{at}: stream {i} not woken by a transition")
+        STREAMS.with(|streams| {
+            for (i, slot) in streams.borrow().iter().enumerate() {
+                let Some(s) = slot else { continue };
+                if s.poisoned {
+                    continue;
                 }
-                _ => assert_eq!(count, s.base, "{at}: stream {i} woken without a transition"),
+                let count = s.waker.count();
+                match s.registered {
+                    Some(at_version) if self.model[0].version() > at_version => {
+                        assert!(count > s.base, "{at}: stream {i} not woken by a transition")
+                    }
+                    _ => assert_eq!(count, s.base, "{at}: stream {i} woken without a transition"),
+                }
             }
-        }
+        });
     }
 
     /// Whether cloning `value` panics now (`None` clones without `V::clone`).
@@ -973,6 +1569,20 @@ impl Harness {
 
     /// The first transition from `start` on that ends a wait of `kind`, and
     /// how it ends it (SPEC §3.2, §3.10).
+    /// [`Harness::first_match`] for a watching wait, remembering how far it
+    /// scanned the log (which only grows), so checking every wait after every
+    /// step does not rescan the whole log each time.
+    fn first_match_of(&self, wait: &WaitSlot, start: usize) -> Option<Outcome> {
+        let (scanned, found) = wait.scan.get();
+        if found.is_some() {
+            return found;
+        }
+        let log = &self.model[wait.kind.watcher()].log;
+        let found = self.first_match(wait.kind, scanned.max(start));
+        wait.scan.set((log.len(), found));
+        found
+    }
+
     fn first_match(&self, kind: Kind, start: usize) -> Option<Outcome> {
         self.model[kind.watcher()].log[start..]
             .iter()
@@ -987,7 +1597,14 @@ impl Harness {
     // --- setters ---
 
     fn set(&mut self, x: u8, at: &Step) {
-        let (result, allocs) = measured(|| MAIN.set(V(x)));
+        self.set_value(val(x), at);
+    }
+
+    /// `MAIN.set(v)`: an acting `v` changes nothing the model predicts but
+    /// what its action does (checked with the other actions).
+    fn set_value(&mut self, v: V, at: &Step) {
+        let x = v.0;
+        let (result, allocs) = measured(|| MAIN.set(v));
         let transition = self.model[0].value != Some(x);
         let expected = if transition {
             self.transition(x)
@@ -1000,9 +1617,13 @@ impl Harness {
 
     fn set_if(&mut self, x: u8, cond: Cond, at: &Step) {
         let (result, allocs) = measured(|| {
-            MAIN.set_if(V(x), |v| match cond {
+            MAIN.set_if(val(x), |v| match cond {
                 Cond::Always => true,
                 Cond::Never => false,
+                Cond::Reenters(reentry, holds) => {
+                    reenter(reentry, 0);
+                    holds
+                }
                 Cond::Equals(a) => v.0 == d(a),
                 Cond::Below(a) => v.0 < d(a),
                 Cond::Panics => panic::panic_any(Injected::Condition),
@@ -1012,6 +1633,12 @@ impl Harness {
         let holds = match cond {
             Cond::Always => true,
             Cond::Never => false,
+            Cond::Reenters(reentry, _) if reentry.panics() => {
+                // Like any panic of the condition (SPEC §3.18).
+                assert_eq!(result, Err(Injected::Reentrant), "{at}: set_if result");
+                return;
+            }
+            Cond::Reenters(_, holds) => holds,
             Cond::Equals(a) => current == d(a),
             Cond::Below(a) => current < d(a),
             Cond::Panics => {
@@ -1039,6 +1666,10 @@ impl Harness {
                     v.0 = d(k);
                     panic::panic_any(Injected::Modify);
                 }
+                Modify::Reenters(k, reentry) => {
+                    v.0 = d(k);
+                    reenter(reentry, 0);
+                }
             })
         });
         let current = self.model[0].value.expect("main watcher holds Some");
@@ -1046,13 +1677,16 @@ impl Harness {
             Modify::Add(k) => (current + d(k)) % DOMAIN,
             Modify::Xor(k) => current ^ d(k),
             Modify::Assign(k) => d(k),
-            Modify::Panics(_) => {
+            Modify::Reenters(k, reentry) if !reentry.panics() => d(k),
+            Modify::Panics(_) | Modify::Reenters(..) => {
                 // SPEC §3.11: old value kept, nothing notified, panic
                 // propagates. With `Clone` panicking, the panic may be that one.
-                let allowed = [
-                    Some(Injected::Modify),
-                    self.clone_panics.then_some(Injected::Clone),
-                ];
+                let own = if matches!(m, Modify::Panics(_)) {
+                    Injected::Modify
+                } else {
+                    Injected::Reentrant
+                };
+                let allowed = [Some(own), self.clone_panics.then_some(Injected::Clone)];
                 assert!(
                     matches!(result, Err(p) if allowed.contains(&Some(p))),
                     "{at}: modify result {result:?}"
@@ -1080,7 +1714,18 @@ impl Harness {
     }
 
     fn set_opt(&mut self, x: Option<u8>, at: &Step) {
-        let (result, allocs) = measured(|| OPT.set(x.map(V)));
+        let (result, allocs) = measured(|| OPT.set(x.map(val)));
+        self.settle_set_opt(x, result, at);
+        self.assert_no_allocation(allocs, at);
+    }
+
+    /// Applies `OPT.set(x)` to the model and checks its result.
+    fn settle_set_opt(
+        &mut self,
+        x: Option<u8>,
+        result: Result<bool, Injected>,
+        at: &dyn fmt::Display,
+    ) {
         let transition = self.model[1].value != x;
         if transition {
             self.model[1].value = x;
@@ -1092,7 +1737,6 @@ impl Harness {
         }
         // No callbacks on this watcher; waiters' panics stay with them.
         assert_eq!(result, Ok(transition), "{at}: set on the Option watcher");
-        self.assert_no_allocation(allocs, at);
     }
 
     /// Applies a transition of the main watcher to `x` in the model and
@@ -1241,7 +1885,7 @@ impl Harness {
         }
         // SPEC §3.14: Debug shows the value and the version.
         let shown = format!("{MAIN:?}");
-        let value = format!("{:?}", V(self.model[0].value.expect("Some")));
+        let value = format!("{:?}", val(self.model[0].value.expect("Some")));
         let version = self.model[0].version().to_string();
         assert!(
             shown.contains(&value) && shown.contains(&version),
@@ -1254,38 +1898,44 @@ impl Harness {
     fn create_wait(&mut self, slot: usize, kind: Kind, immediate: bool) {
         self.drop_wait(slot);
         let fut = kind.future(immediate);
-        with_slots(|slots| {
-            slots[slot] = Some(WaitSlot {
-                fut: Some(fut),
-                kind,
-                immediate,
-                state: WaitState::Fresh,
-                wakers: Vec::new(),
-                finished: false,
-            })
-        });
+        let old = with_slots(|slots| slots[slot].replace(WaitSlot::new(fut, kind, immediate)));
+        // Only a fresh future a hook created can be here (dropping it runs
+        // nothing).
+        drop(old);
     }
 
     fn poll_wait(&mut self, slot: usize, choice: WakerChoice, at: &Step) {
         let new_waker = match choice {
             WakerChoice::Same => None,
-            WakerChoice::Fresh => Some(None),
-            WakerChoice::Acting(action) => Some(Some(action)),
+            WakerChoice::CloneActing(_) if !CRITICAL_SECTION => Some(WakerChoice::Fresh),
+            choice => Some(choice),
         };
-        let Some((result, allocs)) =
-            with_slots(|slots| slots[slot].as_mut()?.poll_measured(new_waker))
-        else {
+        let clone_hook = match new_waker {
+            Some(WakerChoice::CloneActing(reentry)) => Some(reentry),
+            _ => None,
+        };
+        let Some(polled) = poll_slot(slot, new_waker) else {
             return;
         };
-        let what = self.settle_poll(slot, result, at);
-        self.assert_no_allocation(allocs, &format_args!("{at}: {what}"));
+        let what = self.settle_poll(slot, polled.id, polled.result, clone_hook, at);
+        if let Some(what) = what {
+            self.assert_no_allocation(polled.allocs, &format_args!("{at}: {what}"));
+        }
     }
 
     /// Checks one poll result of the wait in `slot` against the model and
     /// advances its state; returns a description for messages.
-    fn settle_poll(&self, slot: usize, result: PollResult, at: &Step) -> PollOf {
+    /// `clone_hook`: this poll passed a new waker whose `clone` re-enters.
+    fn settle_poll(
+        &self,
+        slot: usize,
+        id: u64,
+        result: PollResult,
+        clone_hook: Option<Reentry>,
+        at: &dyn fmt::Display,
+    ) -> Option<PollOf> {
         with_slots(|slots| {
-            let wait = slots[slot].as_mut().expect("polled, so present");
+            let wait = slots[slot].as_mut().filter(|w| w.id == id)?;
             let (kind, immediate, state) = (wait.kind, wait.immediate, wait.state);
             let total = wait.wake_count();
             let model = &self.model[kind.watcher()];
@@ -1321,16 +1971,27 @@ impl Harness {
                         Verdict::No => (Ok(Poll::Pending), WaitState::Watching { start }),
                     }
                 }
-                WaitState::Watching { start } => match self.first_match(kind, start) {
+                WaitState::Watching { start } => match self.first_match_of(wait, start) {
                     None => (Ok(Poll::Pending), WaitState::Watching { start }),
                     Some(Outcome::Ready(v)) => {
                         (Ok(Poll::Ready(v)), WaitState::Done { frozen: total })
                     }
                     Some(Outcome::Panics(p)) => (Err(p), WaitState::Done { frozen: total }),
                 },
-                WaitState::Done { .. } | WaitState::Dead => {
-                    unreachable!("finished waits are not polled")
+                // A poisoned wait that panicked again is not polled by the
+                // harness, but hooks of one step may poll it twice before
+                // the step is settled: nothing is promised about it.
+                WaitState::Dead => return None,
+                WaitState::Done { .. } => unreachable!("finished waits are not polled"),
+            };
+            // A poll that registers clones a new waker under the lock; a
+            // `clone` that panics makes the poll panic (SPEC §3.18), and the
+            // SPEC says nothing more about that future.
+            let (expected, next) = match clone_hook {
+                Some(reentry) if reentry.panics() && expected == Ok(Poll::Pending) => {
+                    (Err(Injected::Reentrant), WaitState::Poisoned)
                 }
+                _ => (expected, next),
             };
             let what = PollOf {
                 slot,
@@ -1340,29 +2001,74 @@ impl Harness {
             };
             assert_eq!(result, expected, "{at}: {what}");
             wait.state = next;
-            what
+            Some(what)
         })
     }
 
-    /// Checks what acting wakers did during this step. Their polls ran after
-    /// the step's transition was stored and matched (wakers run after the
-    /// setter's walk), so the model's expectations are those of a poll right
-    /// after the step; wake counts are frozen only now, since the setter may
-    /// still have woken a waiter after another waker completed it.
+    /// Checks what hooks did during this step, in the order they did it.
+    /// Polls ran after the step's transition was stored and matched (hooks
+    /// run after the setter's walk, or without a transition), so the model's
+    /// expectations are those of a poll right after the step, plus the
+    /// transitions of the `Option` watcher that hooks made before it; wake
+    /// counts are frozen only now, since the setter may still have woken a
+    /// waiter after another waker completed it.
     fn settle_actions(&mut self, at: &Step) {
-        let actions: Vec<Action> = ACTIONS.with(|a| a.borrow_mut().drain(..).collect());
-        for action in actions {
-            match action {
-                Action::Polled { slot, result } => {
-                    self.settle_poll(slot, result, at);
-                }
-                Action::Dropped { slot } => {
-                    let wait = with_slots(|slots| slots[slot].take()).expect("dropped in place");
+        loop {
+            let actions: Vec<Action> = ACTIONS.with(|a| a.borrow_mut().drain(..).collect());
+            if actions.is_empty() {
+                return;
+            }
+            for action in actions {
+                self.settle_action(action, at);
+            }
+        }
+    }
+
+    fn settle_action(&mut self, action: Action, at: &Step) {
+        match action {
+            Action::Polled {
+                slot,
+                id,
+                result,
+                clone_hook,
+            } => {
+                self.settle_poll(slot, id, result, clone_hook, at);
+            }
+            Action::Dropped { slot, id } => {
+                let wait = with_slots(|slots| {
+                    if slots[slot].as_ref().is_some_and(|w| w.id == id) {
+                        slots[slot].take()
+                    } else {
+                        // Replaced since (and checked then).
+                        None
+                    }
+                });
+                if let Some(wait) = wait {
                     assert_released(
                         &wait.wakers,
-                        &format_args!("{at}: wait {slot} dropped by a waker"),
+                        &format_args!("{at}: wait {slot} dropped by a hook"),
                     );
                 }
+            }
+            Action::Created => {}
+            Action::Read { value, version } => {
+                // SPEC §3.9/3.17: outside the lock, a hook may read the
+                // watcher, and sees the step's transition.
+                assert_eq!(
+                    (Some(value), version),
+                    (self.model[0].value, self.model[0].version()),
+                    "{at}: value and version read by a hook"
+                );
+            }
+            Action::SetOpt { x, result } => {
+                let result = result.expect("the hook's set returned");
+                self.settle_set_opt(x, result, &format_args!("{at}: a hook's set"));
+            }
+            Action::StreamPolled { slot, id, result } => {
+                self.settle_stream_poll(slot, id, result, None, at);
+            }
+            Action::StreamDropped { waker } => {
+                assert_released(&[waker], &format_args!("{at}: stream dropped by a hook"));
             }
         }
     }
@@ -1400,9 +2106,11 @@ impl Harness {
             }};
         }
         let result = catch(|| match kind {
-            Kind::For(a) => block!(MAIN.wait_for(V(d(a))).immediate(immediate)).map(|v| Some(v.0)),
+            Kind::For(a) => {
+                block!(MAIN.wait_for(val(d(a))).immediate(immediate)).map(|v| Some(v.0))
+            }
             Kind::ForNot(a) => {
-                block!(MAIN.wait_for_not(V(d(a))).immediate(immediate)).map(|v| Some(v.0))
+                block!(MAIN.wait_for_not(val(d(a))).immediate(immediate)).map(|v| Some(v.0))
             }
             Kind::Until(pred) => block!(
                 MAIN.wait_until(move |v: &V| pred.real(v))
@@ -1430,13 +2138,59 @@ impl Harness {
         assert_released(&wakers, &format_args!("dropped wait {slot} ({kind:?})"));
     }
 
+    // --- hooks under the lock ---
+
+    fn with_reentering(&mut self, reentry: Reentry, at: &Step) {
+        let result = catch(|| {
+            MAIN.with(|v| {
+                reenter(reentry, 0);
+                v.0
+            })
+        });
+        // SPEC §3.18: the reentrant call panics, and the panic leaves `with`
+        // like any panic of its closure (the watcher is checked after the
+        // step); a caught one changes nothing.
+        let expected = if reentry.panics() {
+            Err(Injected::Reentrant)
+        } else {
+            Ok(self.model[0].value.expect("Some"))
+        };
+        assert_eq!(result, expected, "{at}: with");
+    }
+
+    fn debug_reentering(&mut self, reentry: Reentry, at: &Step) {
+        DEBUG_HOOK.set(Some(reentry));
+        let shown = catch(|| format!("{MAIN:?}"));
+        DEBUG_HOOK.set(None);
+        if reentry.panics() {
+            assert_eq!(shown, Err(Injected::Reentrant), "{at}: Debug");
+            return;
+        }
+        let shown = shown.expect("Debug does not panic");
+        let value = format!("V({})", self.model[0].value.expect("Some"));
+        let version = self.model[0].version().to_string();
+        assert!(
+            shown.contains(&value) && shown.contains(&version),
+            "{at}: Debug {shown:?} lacks {value} or version {version}"
+        );
+    }
+
     // --- callbacks ---
 
-    fn on_change(&mut self, panics: bool, reads: bool, removes_self: bool) {
+    fn on_change(
+        &mut self,
+        panics: bool,
+        reads: bool,
+        removes_self: bool,
+        action: Option<Outside>,
+        drop_action: Option<Outside>,
+    ) {
         let tag = self.callbacks.len();
         let own: Arc<OnceLock<CallbackId>> = Arc::new(OnceLock::new());
         let own2 = own.clone();
+        let on_drop = DropActor(drop_action);
         let id = MAIN.on_change(move |old: &V, new: &V| {
+            let _moved_in = &on_drop;
             // SPEC §3.9: after the value is stored, outside the lock.
             let seen = reads.then(|| (MAIN.with(|v| v.0), MAIN.version()));
             let removed_self =
@@ -1448,6 +2202,9 @@ impl Harness {
                 seen,
                 removed_self,
             });
+            if let Some(action) = action {
+                act(action);
+            }
             if panics {
                 panic::panic_any(Injected::Callback(tag));
             }
@@ -1471,7 +2228,7 @@ impl Harness {
     fn on_value(&mut self, target: u8, panics: bool, at: &Step) {
         let tag = self.callbacks.len();
         let result = catch(|| {
-            MAIN.on_value(V(target), move || {
+            MAIN.on_value(val(target), move || {
                 record(Event::Value { tag });
                 if panics {
                     panic::panic_any(Injected::Callback(tag));
@@ -1531,56 +2288,71 @@ impl Harness {
 
     fn create_stream(&mut self, slot: usize) {
         self.drop_stream(slot);
-        self.streams[slot] = Some(StreamSlot {
-            stream: MAIN.changes(),
-            waker: Counter::new(None),
+        let s = StreamSlot {
+            stream: Some(MAIN.changes()),
+            id: next_id(),
+            waker: Counter::new(None, 0),
             seen: self.model[0].version(),
             registered: None,
             base: 0,
             poisoned: false,
-        });
+            armed: false,
+        };
+        STREAMS.with(|streams| streams.borrow_mut()[slot] = Some(s));
     }
 
     fn drop_stream(&mut self, slot: usize) {
-        if let Some(s) = self.streams[slot].take() {
-            drop(s.stream);
-            assert_released(&[s.waker], &format_args!("dropped stream {slot}"));
+        if let Some(s) = STREAMS.with(|streams| streams.borrow_mut()[slot].take()) {
+            let StreamSlot { stream, waker, .. } = s;
+            drop(stream);
+            assert_released(&[waker], &format_args!("dropped stream {slot}"));
         }
     }
 
     fn poll_stream(&mut self, slot: usize, at: &Step) {
-        let Some(s) = self.streams[slot].as_mut() else {
-            return;
-        };
-        let waker = Waker::from(s.waker.clone());
-        let (result, allocs) = measured(|| {
-            Pin::new(&mut s.stream)
-                .poll_next(&mut Context::from_waker(&waker))
-                .map(|item| item.map(|v| v.0))
-        });
-        drop(waker);
-        if s.poisoned {
-            // After a panicking poll the SPEC promises only a usable
-            // watcher: the poll must not fail in any other way.
-            return;
+        if let Some((id, result, allocs)) = poll_stream_slot(slot) {
+            self.settle_stream_poll(slot, id, result, allocs, at);
         }
+    }
+
+    fn settle_stream_poll(
+        &mut self,
+        slot: usize,
+        id: u64,
+        result: Result<Poll<Option<u8>>, Injected>,
+        allocs: Option<u64>,
+        at: &Step,
+    ) {
         let model = &self.model[0];
-        s.base = s.waker.count();
-        // SPEC §3.13: the latest value if there was a transition since the
-        // last item (or creation), else pending.
-        if model.version() != s.seen {
-            if self.clone_panics && result == Err(Injected::Clone) {
-                s.poisoned = true;
-                return;
+        let clone_panics = self.clone_panics;
+        let checked = STREAMS.with(|streams| {
+            let mut streams = streams.borrow_mut();
+            let s = streams[slot].as_mut().filter(|s| s.id == id)?;
+            if s.poisoned {
+                // After a panicking poll the SPEC promises only a usable
+                // watcher: the poll must not fail in any other way.
+                return None;
             }
-            assert_eq!(result, Ok(Poll::Ready(model.value)), "{at}: stream {slot}");
-            s.seen = model.version();
-            s.registered = None;
-        } else {
-            assert_eq!(result, Ok(Poll::Pending), "{at}: stream {slot}");
-            s.registered = Some(model.version());
+            s.base = s.waker.count();
+            // SPEC §3.13: the latest value if there was a transition since
+            // the last item (or creation), else pending.
+            if model.version() != s.seen {
+                if clone_panics && result == Err(Injected::Clone) {
+                    s.poisoned = true;
+                    return None;
+                }
+                assert_eq!(result, Ok(Poll::Ready(model.value)), "{at}: stream {slot}");
+                s.seen = model.version();
+                s.registered = None;
+            } else {
+                assert_eq!(result, Ok(Poll::Pending), "{at}: stream {slot}");
+                s.registered = Some(model.version());
+            }
+            Some(())
+        });
+        if checked.is_some() {
+            self.assert_no_allocation(allocs, at);
         }
-        self.assert_no_allocation(allocs, at);
     }
 }
 

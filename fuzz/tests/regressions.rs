@@ -2,7 +2,9 @@
 //! must keep passing, and regressions it found.
 #![cfg(panic = "unwind")]
 
-use value_watcher_fuzz::{CountingAllocator, Kind, Op, Program, WakeAction, WakerChoice, run};
+use value_watcher_fuzz::{
+    CountingAllocator, Inside, Kind, Op, Outside, Pred, Program, Reentry, WakerChoice, run,
+};
 
 /// Turns on the harness's allocation checks (SPEC §3.8).
 #[global_allocator]
@@ -59,24 +61,15 @@ fn queued_waiters_dropped_and_polled_from_a_waker() {
         },
         Op::Poll {
             slot: 0,
-            waker: WakerChoice::Acting(WakeAction {
-                target: 39,
-                drop: true,
-            }),
+            waker: WakerChoice::Acting(Outside::Drop(39)),
         },
         Op::Poll {
             slot: 1,
-            waker: WakerChoice::Acting(WakeAction {
-                target: 35,
-                drop: false,
-            }),
+            waker: WakerChoice::Acting(Outside::Poll(35)),
         },
         Op::Poll {
             slot: 2,
-            waker: WakerChoice::Acting(WakeAction {
-                target: 2,
-                drop: true,
-            }),
+            waker: WakerChoice::Acting(Outside::Drop(2)),
         },
         Op::Set(1),
     ];
@@ -98,10 +91,7 @@ fn three_wake_batches() {
         },
         Op::Poll {
             slot: 3,
-            waker: WakerChoice::Acting(WakeAction {
-                target: 70,
-                drop: true,
-            }),
+            waker: WakerChoice::Acting(Outside::Drop(70)),
         },
         Op::Set(5),
     ];
@@ -127,6 +117,161 @@ fn stream_polled_again_after_a_clone_panic() {
             Op::PollStream(0),
             Op::ClonePanics(false),
             Op::PollStream(0),
+        ],
+    ));
+}
+
+/// Issue 9, the use-after-free under the `critical-section` lock: a
+/// `wait_until` predicate, running under the lock during a setter's walk,
+/// drops another wait future that is registered. Its `Drop` must lock to
+/// unlink the node; the reentrant lock panicked, the panic unwound out of
+/// `Drop` before the node was unlinked, the future's memory was freed while
+/// linked, and the next `set` walked freed memory (AddressSanitizer:
+/// heap-use-after-free in `notify_locked`).
+///
+/// The harness drops a registered future from under the lock only with the
+/// `under-lock-drop` feature (since the fix, such a `Drop` aborts the
+/// process by design); without it the predicate's drop is skipped, and this
+/// checks that the rest of the scenario matches the model on both lock back
+/// ends.
+#[test]
+fn predicate_drops_a_registered_future_during_a_walk() {
+    run(&program(
+        0,
+        &[
+            Op::Wait {
+                slot: 0,
+                kind: Kind::For(5),
+                immediate: true,
+            },
+            poll(0),
+            Op::Wait {
+                slot: 1,
+                kind: Kind::Until(Pred::Reenters(
+                    1,
+                    1,
+                    Reentry {
+                        act: Inside::DropWait(0),
+                        propagate: false,
+                    },
+                )),
+                immediate: true,
+            },
+            poll(1),
+            Op::Set(1),
+            Op::Set(2),
+            Op::Set(5),
+            poll(0),
+            poll(1),
+        ],
+    ));
+}
+
+/// The same use-after-free reached without any under-lock drop in the
+/// program: a waker whose `Drop` drops a registered wait future. Before the
+/// fix, `register_locked` dropped the waker it replaced under the lock: with
+/// `critical-section` the future's `Drop` panicked there (reentrant lock)
+/// and left its freed node linked; with the spinlock it deadlocked. Since
+/// the fix (SPEC §3.17) the old waker is dropped after unlocking, and the
+/// future is unregistered normally.
+#[test]
+fn replaced_waker_drops_a_registered_future() {
+    run(&program(
+        0,
+        &[
+            Op::Wait {
+                slot: 0,
+                kind: Kind::For(5),
+                immediate: true,
+            },
+            poll(0),
+            Op::Wait {
+                slot: 1,
+                kind: Kind::For(6),
+                immediate: true,
+            },
+            Op::Poll {
+                slot: 1,
+                waker: WakerChoice::DropActing(Outside::Drop(0)),
+            },
+            Op::Poll {
+                slot: 1,
+                waker: WakerChoice::Fresh,
+            },
+            Op::Set(5),
+            Op::Set(6),
+            poll(1),
+        ],
+    ));
+}
+
+/// Found by the fuzzer (critical-section build with `under-lock-drop`, on
+/// the code before the fix of issue 9; AddressSanitizer: heap-use-after-free
+/// in `List::unlink`): `with` closures drop registered wait futures. Each
+/// `Drop` panicked on the reentrant lock and left its freed node linked in a
+/// lane; unlinking a neighbour later wrote to freed memory. Without
+/// `under-lock-drop` the drops of registered futures are skipped (since the
+/// fix they abort by design), and the program must match the model.
+#[test]
+fn with_closures_drop_registered_futures() {
+    run(&program(
+        2,
+        &[
+            Op::Set(0),
+            Op::Set(0),
+            Op::WaitMany {
+                slot: 62,
+                count: 62,
+                kind: Kind::ForNot(62),
+                immediate: false,
+            },
+            Op::With(Reentry {
+                act: Inside::DropWait(220),
+                propagate: false,
+            }),
+            Op::With(Reentry {
+                act: Inside::DropWait(0),
+                propagate: true,
+            }),
+            Op::Set(3),
+        ],
+    ));
+}
+
+/// Found by the campaign (a harness bug, not the crate's): a wait whose
+/// first poll panicked is polled twice in one step by hooks (a dropped
+/// acting value's action, then a callback's), and the second poll found the
+/// model state already `Dead`, which the harness took for "never polled
+/// again".
+#[test]
+fn poisoned_wait_polled_twice_by_hooks_in_one_step() {
+    run(&program(
+        13,
+        &[
+            Op::WaitMany {
+                slot: 0,
+                count: 101,
+                kind: Kind::Until(Pred::PanicsOn(5, 29)),
+                immediate: true,
+            },
+            Op::DropWait(205),
+            Op::Set(11),
+            Op::Set(0),
+            Op::SetActing(1, Outside::Poll(0)),
+            Op::Wait {
+                slot: 255,
+                kind: Kind::OptChange,
+                immediate: false,
+            },
+            Op::OnChange {
+                panics: false,
+                reads: false,
+                removes_self: true,
+                action: Some(Outside::Poll(0)),
+                drop_action: None,
+            },
+            Op::Set(45),
+            Op::Set(0),
         ],
     ));
 }
