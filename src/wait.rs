@@ -679,13 +679,15 @@ immediate!(WaitForSome ['a, U] ['a, U]);
 /// # Examples
 ///
 /// ```
+/// use futures_lite::future::{block_on, poll_once};
 /// use value_watcher::ValueWatcher;
 ///
 /// let status = ValueWatcher::new((0u16, "starting"));
-/// let code = status.wait_map(|(code, _)| (*code >= 400).then_some(*code));
+/// let mut code = Box::pin(status.wait_map(|(code, _)| (*code >= 400).then_some(*code)));
+/// assert!(block_on(poll_once(&mut code)).is_none()); // watching from here
 /// status.set((503, "unavailable"));
 /// status.set((200, "ok")); // already recovered: the waiter still sees 503
-/// assert_eq!(pollster::block_on(code), 503);
+/// assert_eq!(block_on(code), 503);
 /// ```
 #[must_use = "futures do nothing unless you `.await` or poll them"]
 pub struct WaitMap<'a, T, U, F> {
