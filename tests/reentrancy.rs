@@ -313,6 +313,21 @@ fn drop_of_t_captured_by_a_wait_future_is_outside_the_lock() {
     assert_eq!(p.worked(), before + 1);
 }
 
+/// What a `wait_map` function extracted and the future never handed out is
+/// dropped with the future, outside the lock.
+#[test]
+fn drop_of_a_wait_map_output_is_outside_the_lock() {
+    let _g = guard("drop of a wait_map output");
+    let p = Probe::new();
+    let w = p.watcher(0);
+    let mut fut = Box::pin(w.wait_map(move |v| (v.n == 1).then(|| Tripwire(p))));
+    assert!(poll_noop(fut.as_mut()).is_pending());
+    w.set(Val::plain(1)); // the function's output is kept for the future
+    assert_eq!(p.worked(), 0);
+    drop(fut);
+    assert_eq!(p.worked(), 1);
+}
+
 // === Drop of wakers: never under the lock (defect 2) ===
 
 /// A waker whose last reference re-enters the probe's watcher when dropped.
@@ -732,6 +747,46 @@ mod under_the_lock {
                 false
             }));
             assert!(poll_noop(fut.as_mut()).is_pending());
+        });
+    }
+
+    #[test]
+    fn wait_map_function_at_first_poll() {
+        let w = Probe::new().watcher(0);
+        each_action_panics(w, || {
+            let mut fut = Box::pin(w.wait_map(|_| {
+                fire();
+                None::<u8>
+            }));
+            assert!(poll_noop(fut.as_mut()).is_pending());
+        });
+    }
+
+    #[test]
+    fn wait_map_and_wait_transition_functions_in_a_setters_walk() {
+        let w = Probe::new().watcher(0);
+        let mut map = Box::pin(
+            w.wait_map(|_| {
+                fire();
+                None::<u8>
+            })
+            .immediate(false),
+        );
+        assert!(poll_noop(map.as_mut()).is_pending());
+        let mut n = 0;
+        each_action_panics(w, || {
+            n += 1;
+            assert!(w.set(Val::plain(n)));
+        });
+        drop(map);
+        let mut edge = Box::pin(w.wait_transition(|_, _| {
+            fire();
+            false
+        }));
+        assert!(poll_noop(edge.as_mut()).is_pending());
+        each_action_panics(w, || {
+            n += 1;
+            assert!(w.set(Val::plain(n)));
         });
     }
 
