@@ -9,12 +9,12 @@
 #[cfg(value_watcher_loom)]
 pub(crate) use loom::cell::UnsafeCell;
 #[cfg(value_watcher_loom)]
-pub(crate) use loom::sync::atomic::AtomicUsize;
+pub(crate) use loom::sync::atomic::{AtomicU8, AtomicUsize};
 
 /// Only `load` and `store` are used, which every target has, also those
 /// without compare-and-swap (Cortex-M0, RISC-V `imc`).
 #[cfg(not(value_watcher_loom))]
-pub(crate) use core::sync::atomic::AtomicUsize;
+pub(crate) use core::sync::atomic::{AtomicU8, AtomicUsize};
 
 /// `core::cell::UnsafeCell` with loom's closure-based access shape.
 #[cfg(not(value_watcher_loom))]

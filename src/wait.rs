@@ -250,6 +250,21 @@ impl<T, M: Matcher<T>> Future for Wait<'_, T, M> {
             "value-watcher: wait future polled after it completed"
         );
         let waiter = this.waiter();
+        // Woken by a setter that chose this waiter: take the outcome without
+        // the lock (the setter published it with `Release`).
+        if let Some(mut leftover) = waiter.take_ready() {
+            this.done.set(true);
+            return match leftover.panic.take() {
+                Some(payload) => {
+                    drop(leftover);
+                    unwind::resume(payload)
+                }
+                None => match waiter.take_output_idle() {
+                    Some(output) => Poll::Ready(output),
+                    None => unreachable!("a chosen waiter holds its output"),
+                },
+            };
+        }
         // Declared before the guard, so that on every path, panics included,
         // the waker and panic payload it may hold are dropped after the lock
         // is released.
@@ -302,6 +317,11 @@ impl<T, M> Drop for Wait<'_, T, M> {
         // SAFETY: the node is armed only after a poll, which pinned `self`;
         // pinned values are dropped in place, so this is the same address.
         let this = unsafe { Pin::new_unchecked(&*self) };
+        // A setter chose it and is done with it: nothing to unlink.
+        if let Some(leftover) = this.waiter().take_ready() {
+            drop(leftover);
+            return;
+        }
         // `lock_for_drop`: this destructor must unlink the node before the
         // memory goes away, so it must neither unwind nor return early. A
         // reentrant drop (from user code under this watcher's lock) aborts

@@ -37,13 +37,22 @@
 //! | `Idle`    | none      | none    | none              | the owning future only, no lock |
 //! | `Waiting` | `waiting` | some    | none              | anyone holding the lock         |
 //! | `Queued`  | `queued`  | some    | some              | anyone holding the lock         |
-//! | `Ready`   | none      | none    | some              | anyone holding the lock         |
+//! | `Ready`   | none      | none    | some              | its owner, lock or not (below)  |
 //!
 //! `Idle -> Waiting` happens in the future's poll; `Waiting -> Ready|Queued` in
 //! a setter's walk; `Queued -> Ready` in a setter's drain; `Ready|Queued ->
 //! Idle` when the future takes its outcome or is dropped. The future keeps an
 //! owner-only flag (`armed`) that is false exactly when the node is `Idle`, so
 //! dropping a future that never registered needs no lock.
+//!
+//! The state is an atomic byte beside the lock-guarded fields. A setter
+//! makes a node `Ready` with a `Release` store as its very last access to
+//! the node (after unlinking it, writing its output and panic, and taking
+//! its waker), and a `Ready` node is in no list, so no other setter can
+//! reach it. A woken future that loads `Ready` with `Acquire` therefore
+//! takes its outcome, and a dropped one returns, without the lock: the
+//! setter has just written the lock's cache line, and the woken side no
+//! longer pulls it back on the hand-off's critical path.
 //!
 //! ## The race that matters
 //!
@@ -60,7 +69,9 @@ use core::pin::Pin;
 use core::ptr::NonNull;
 use core::task::Waker;
 
-use crate::sync::UnsafeCell;
+use core::sync::atomic::Ordering;
+
+use crate::sync::{AtomicU8, UnsafeCell};
 use crate::unwind::{self, Payload};
 
 /// The predicate of one wait future, as the setter sees it, and the output
@@ -85,11 +96,23 @@ pub(crate) trait Matcher<T>: 'static {
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[repr(u8)]
 enum NodeState {
-    Idle,
-    Waiting,
-    Queued,
-    Ready,
+    Idle = 0,
+    Waiting = 1,
+    Queued = 2,
+    Ready = 3,
+}
+
+impl NodeState {
+    fn from_u8(v: u8) -> Self {
+        match v {
+            0 => NodeState::Idle,
+            1 => NodeState::Waiting,
+            2 => NodeState::Queued,
+            _ => NodeState::Ready,
+        }
+    }
 }
 
 type Link<T> = Option<NonNull<Node<T>>>;
@@ -98,7 +121,6 @@ type Link<T> = Option<NonNull<Node<T>>>;
 struct Inner<T> {
     prev: Link<T>,
     next: Link<T>,
-    state: NodeState,
     /// Which of the `waiting` lanes holds the node while it is `Waiting`.
     lane: u8,
     waker: Option<Waker>,
@@ -110,6 +132,12 @@ struct Inner<T> {
 /// A list node, the first field of every [`Waiter`].
 pub(crate) struct Node<T> {
     inner: UnsafeCell<Inner<T>>,
+    /// A [`NodeState`]. Written only under the lock, except by the owner of
+    /// an `Idle` or `Ready` node. The setter that makes a node `Ready` stores
+    /// it last, with `Release`, after every other write to the node and its
+    /// matcher, and never touches the node again; so an owner that loads
+    /// `Ready` with `Acquire` may take the outcome without the lock.
+    state: AtomicU8,
     /// Offers a transition to the matcher of the `Waiter<T, M>` this node
     /// heads.
     offer: unsafe fn(NonNull<Node<T>>, &T, &T) -> bool,
@@ -129,8 +157,9 @@ unsafe impl<T: Send> Send for Node<T> {}
 /// # Safety
 ///
 /// `node` points to a live node, and the caller either holds the lock of the
-/// watcher whose lists the node may be in, or owns the node while it is `Idle`.
-/// Calls must not nest on the same node.
+/// watcher whose lists the node may be in, or owns the node while it is
+/// `Idle`, or owns it and has loaded its `Ready` state with `Acquire` (see
+/// [`Node::state`]). Calls must not nest on the same node.
 unsafe fn with_inner<T, R>(node: NonNull<Node<T>>, f: impl FnOnce(&mut Inner<T>) -> R) -> R {
     // SAFETY: the caller guarantees the node is live; only a shared reference
     // to the node is formed, and the mutable access goes through its cell.
@@ -138,6 +167,29 @@ unsafe fn with_inner<T, R>(node: NonNull<Node<T>>, f: impl FnOnce(&mut Inner<T>)
     // SAFETY: the caller's lock (or sole ownership) excludes every other
     // access to `inner`, and calls do not nest, so this `&mut` is unique.
     node.inner.with_mut(|inner| f(unsafe { &mut *inner }))
+}
+
+/// The state of `node`.
+///
+/// # Safety
+///
+/// `node` points to a live node.
+#[inline]
+unsafe fn state_of<T>(node: NonNull<Node<T>>, order: Ordering) -> NodeState {
+    // SAFETY: the caller guarantees the node is live; `state` is atomic.
+    NodeState::from_u8(unsafe { node.as_ref() }.state.load(order))
+}
+
+/// Sets the state of `node`.
+///
+/// # Safety
+///
+/// `node` points to a live node, and the caller may write its state (see
+/// [`Node::state`]).
+#[inline]
+unsafe fn set_state<T>(node: NonNull<Node<T>>, state: NodeState, order: Ordering) {
+    // SAFETY: the caller guarantees the node is live; `state` is atomic.
+    unsafe { node.as_ref() }.state.store(state as u8, order);
 }
 
 // === impl List ===
@@ -315,28 +367,34 @@ impl<T> Waiters<T> {
         };
         // SAFETY: the caller guarantees `node` is linked in this lane.
         unsafe { self.waiting[lane].unlink(node) };
+        debug_assert_eq!(
+            // SAFETY: the node was linked, so it is live.
+            unsafe { state_of(node, Ordering::Relaxed) },
+            NodeState::Waiting,
+        );
         let queue = batch.is_full();
         // SAFETY: we hold the lock; the node is now in no list.
         let waker = unsafe {
             with_inner(node, |n| {
-                debug_assert_eq!(n.state, NodeState::Waiting);
                 debug_assert_eq!(usize::from(n.lane), lane);
                 n.panic = panic;
-                if queue {
-                    n.state = NodeState::Queued;
-                    None
-                } else {
-                    n.state = NodeState::Ready;
-                    n.waker.take()
-                }
+                if queue { None } else { n.waker.take() }
             })
         };
         if queue {
+            // SAFETY: lock held. A `Queued` node is touched only under the lock.
+            unsafe { set_state(node, NodeState::Queued, Ordering::Relaxed) };
             // SAFETY: the node is live, pinned, and was just unlinked.
             unsafe { self.queued.push_back(node) };
             batch.overflowed = true;
-        } else if let Some(waker) = waker {
-            batch.push(waker);
+        } else {
+            // SAFETY: lock held. This is the last access to the node (its
+            // output and panic are written above): from here on its owner may
+            // take them without the lock.
+            unsafe { set_state(node, NodeState::Ready, Ordering::Release) };
+            if let Some(waker) = waker {
+                batch.push(waker);
+            }
         }
     }
 
@@ -350,9 +408,9 @@ impl<T> Waiters<T> {
         self.next_lane = (lane + 1) % LANES as u8;
         // SAFETY: the caller guarantees the node is live and in no list.
         unsafe {
+            debug_assert_eq!(state_of(node, Ordering::Relaxed), NodeState::Idle);
+            set_state(node, NodeState::Waiting, Ordering::Relaxed);
             with_inner(node, |n| {
-                debug_assert_eq!(n.state, NodeState::Idle);
-                n.state = NodeState::Waiting;
                 n.lane = lane;
                 n.waker = Some(waker);
             });
@@ -386,12 +444,11 @@ impl<T> Waiters<T> {
             };
             // SAFETY: the node was linked in `queued`, so it is live; lock held.
             let waker = unsafe {
-                with_inner(node, |n| {
-                    debug_assert_eq!(n.state, NodeState::Queued);
-                    n.state = NodeState::Ready;
-                    n.waker.take()
-                })
+                debug_assert_eq!(state_of(node, Ordering::Relaxed), NodeState::Queued);
+                with_inner(node, |n| n.waker.take())
             };
+            // SAFETY: lock held; the last access to the node, as in `offer`.
+            unsafe { set_state(node, NodeState::Ready, Ordering::Release) };
             if let Some(waker) = waker {
                 batch.push(waker);
             }
@@ -438,11 +495,11 @@ impl<T, M: Matcher<T>> Waiter<T, M> {
                 inner: UnsafeCell::new(Inner {
                     prev: None,
                     next: None,
-                    state: NodeState::Idle,
                     lane: 0,
                     waker: None,
                     panic: None,
                 }),
+                state: AtomicU8::new(NodeState::Idle as u8),
                 offer: offer::<T, M>,
                 _pinned: PhantomPinned,
             },
@@ -483,6 +540,17 @@ impl<T, M: Matcher<T>> Waiter<T, M> {
                 None
             }
         })
+    }
+
+    /// Takes the output a setter left in the matcher, after
+    /// [`Waiter::take_ready`] returned the node to `Idle` without the lock.
+    pub(crate) fn take_output_idle(self: Pin<&Self>) -> Option<M::Output> {
+        debug_assert!(!self.armed.get());
+        // SAFETY: the node is `Idle` (not armed): no setter can reach it, so
+        // the owner, holding `Pin<&Self>` of the only future that embeds it,
+        // is the matcher's only user; the setter's writes to it happened
+        // before its `Release` store that `take_ready` acquired.
+        self.matcher.with_mut(|m| unsafe { (*m).take() })
     }
 
     /// Takes the output a setter left in the matcher (after
@@ -529,11 +597,42 @@ impl<T, M> Waiter<T, M> {
         }
         let node = self.node_ptr();
         // SAFETY: armed, so the node is registered with this watcher; lock held.
-        let state = unsafe { with_inner(node, |n| n.state) };
+        let state = unsafe { state_of(node, Ordering::Relaxed) };
         match state {
             NodeState::Waiting => Leftover::NONE,
             _ => self.cancel_locked(waiters),
         }
+    }
+
+    /// If a setter has made the node `Ready`, returns it to `Idle` without
+    /// the lock and gives back its panic (`ready` set; no waker: the setter
+    /// took it). `None` if the node is not armed or not `Ready` (`Waiting`,
+    /// or `Queued` with its waker still inside): then the caller takes the
+    /// lock.
+    ///
+    /// This is the woken future's fast path: it does not touch the watcher's
+    /// lock, whose cache line the setter that woke it has just written.
+    pub(crate) fn take_ready(self: Pin<&Self>) -> Option<Leftover> {
+        if !self.armed.get() {
+            return None;
+        }
+        let node = self.node_ptr();
+        // SAFETY: armed, so the node is live (it is part of `self`). `Acquire`
+        // pairs with the setter's `Release` store of `Ready`, its last access.
+        if unsafe { state_of(node, Ordering::Acquire) } != NodeState::Ready {
+            return None;
+        }
+        // SAFETY: `Ready` was loaded with `Acquire`: the node is in no list,
+        // no setter touches it again, and we own it (see `Node::state`).
+        unsafe { set_state(node, NodeState::Idle, Ordering::Relaxed) };
+        self.armed.set(false);
+        // SAFETY: as above; the node is now `Idle` and owned by us.
+        let panic = unsafe { with_inner(node, |n| n.panic.take()) };
+        Some(Leftover {
+            ready: true,
+            panic,
+            waker: None,
+        })
     }
 
     /// Makes sure the node is waiting and will wake `waker`; returns the
@@ -549,10 +648,12 @@ impl<T, M> Waiter<T, M> {
     ) -> Option<Waker> {
         let node = self.node_ptr();
         if self.armed.get() {
-            // SAFETY: armed, so registered with this watcher; lock held.
+            // SAFETY: armed, so the node is live and registered; lock held.
+            let state = unsafe { state_of(node, Ordering::Relaxed) };
+            debug_assert_eq!(state, NodeState::Waiting);
+            // SAFETY: as above.
             return unsafe {
                 with_inner(node, |n| {
-                    debug_assert_eq!(n.state, NodeState::Waiting);
                     match &mut n.waker {
                         Some(old) if old.will_wake(waker) => None,
                         // A panicking `clone` leaves the old waker in place.
@@ -579,7 +680,7 @@ impl<T, M> Waiter<T, M> {
         }
         let node = self.node_ptr();
         // SAFETY: armed, so registered with this watcher; lock held.
-        let state = unsafe { with_inner(node, |n| n.state) };
+        let state = unsafe { state_of(node, Ordering::Relaxed) };
         let ready = matches!(state, NodeState::Queued | NodeState::Ready);
         match state {
             // SAFETY: the state says which list holds the node.
@@ -592,13 +693,11 @@ impl<T, M> Waiter<T, M> {
         self.armed.set(false);
         // SAFETY: lock held; the node is now in no list.
         unsafe {
-            with_inner(node, |n| {
-                n.state = NodeState::Idle;
-                Leftover {
-                    ready,
-                    panic: n.panic.take(),
-                    waker: n.waker.take(),
-                }
+            set_state(node, NodeState::Idle, Ordering::Relaxed);
+            with_inner(node, |n| Leftover {
+                ready,
+                panic: n.panic.take(),
+                waker: n.waker.take(),
             })
         }
     }

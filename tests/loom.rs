@@ -703,6 +703,61 @@ fn transition_edge_raced_by_two_setters() {
     });
 }
 
+// === the woken future's lock-free take (issue 12) ===
+
+/// The owner polls, without a waker that could block it, while a setter on
+/// another thread chooses its node: each poll either finds the node still
+/// `Waiting` (and takes the lock) or finds it `Ready` and takes the captured
+/// `String` without the lock. The setter's writes to the matcher (the clone)
+/// and to the node must happen before that take: loom reports the access to
+/// the matcher's cell otherwise (checked by weakening the setter's `Release`
+/// store of `Ready` to `Relaxed`: this model then fails).
+#[test]
+fn lock_free_take_races_publish() {
+    model(Bound::Exhaustive, || {
+        let w = Arc::new(ValueWatcher::new(String::new()));
+        let mut fut = Box::pin(w.wait_until(|s: &String| !s.is_empty()));
+        assert!(poll_noop(fut.as_mut()).is_pending());
+        let setter = spawn_with(&w, |w| w.set("ready".to_owned()));
+        let got = loop {
+            match poll_noop(fut.as_mut()) {
+                Poll::Ready(v) => break v,
+                Poll::Pending => thread::yield_now(),
+            }
+        };
+        assert_eq!(got, "ready");
+        setter.join().unwrap();
+        // The node went back to idle without the lock: the list is intact.
+        let mut next = Box::pin(w.wait_for("again".to_owned()));
+        assert!(poll_noop(next.as_mut()).is_pending());
+        assert!(w.set("again".to_owned()));
+        assert_eq!(poll_noop(next.as_mut()), Poll::Ready("again".to_owned()));
+    });
+}
+
+/// A registered future dropped while a setter chooses it: the drop either
+/// unlinks the node under the lock, or finds it `Ready` and frees the
+/// captured `String` (and the future) without the lock, after the setter's
+/// last access. The other waiter still gets the value, and the list works.
+#[test]
+fn drop_races_publish() {
+    model(Bound::Exhaustive, || {
+        let w = Arc::new(ValueWatcher::new(String::new()));
+        let mut gone = Box::pin(w.wait_until(|s: &String| !s.is_empty()));
+        let mut kept = Box::pin(w.wait_for("x".to_owned()));
+        assert!(poll_noop(gone.as_mut()).is_pending());
+        assert!(poll_noop(kept.as_mut()).is_pending());
+        let setter = spawn_with(&w, |w| w.set("x".to_owned()));
+        drop(gone);
+        assert_eq!(block_on(kept), "x");
+        setter.join().unwrap();
+        let mut next = Box::pin(w.wait_for("y".to_owned()));
+        assert!(poll_noop(next.as_mut()).is_pending());
+        assert!(w.set("y".to_owned()));
+        assert_eq!(poll_noop(next.as_mut()), Poll::Ready("y".to_owned()));
+    });
+}
+
 // === blocking waits (loom's park/unpark) ===
 
 /// A blocking `.wait()` racing a setter.

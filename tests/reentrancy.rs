@@ -981,20 +981,25 @@ mod abort {
             w.set(1);
         });
     }
+}
 
-    #[test]
-    fn future_holding_an_outcome_dropped_in_set_if() {
-        expect_abort("abort::future_holding_an_outcome_dropped_in_set_if", || {
-            let w: &'static ValueWatcher<u32> = Box::leak(Box::new(ValueWatcher::new(0)));
-            let mut fut = Box::pin(w.wait_for(1));
-            assert!(poll_noop(fut.as_mut()).is_pending());
-            w.set(1); // the node now holds the outcome
-            let _ = catch_unwind(AssertUnwindSafe(|| {
-                w.set_if(2, move |_| {
-                    drop(fut);
-                    true
-                })
-            }));
-        });
-    }
+/// A future that a setter has chosen and woken is in no list, so its drop
+/// needs no lock (issue 12's lock-free take): dropped from under the lock it
+/// just works, with either lock, and the watcher is intact. (Before the
+/// lock-free take this aborted with `critical-section`.)
+#[test]
+fn chosen_future_dropped_in_set_if() {
+    let w = ValueWatcher::new(String::from("a"));
+    let mut fut = Box::pin(w.wait_for("b".to_owned()));
+    assert!(poll_noop(fut.as_mut()).is_pending());
+    assert!(w.set("b".to_owned())); // the future now holds its captured "b"
+    assert!(w.set_if("c".to_owned(), move |_| {
+        drop(fut);
+        true
+    }));
+    assert_eq!(w.get(), "c");
+    let mut next = Box::pin(w.wait_for("d".to_owned()));
+    assert!(poll_noop(next.as_mut()).is_pending());
+    assert!(w.set("d".to_owned()));
+    assert_eq!(poll_noop(next.as_mut()), Poll::Ready("d".to_owned()));
 }
