@@ -19,7 +19,7 @@ import sys
 # A type is a list of variants (an enum) or a dict of fields (a struct);
 # a variant or tuple lists its field types, a struct variant is a dict.
 SCHEMA = {
-    "Program": {"init": "u8", "init_opt": "Option<u8>", "ops": "ops"},
+    "Program": {"init": "u8", "init_opt": "Option<u8>", "init_nc": "u8", "ops": "ops"},
     "Op": [
         ("Set", ["u8"]),
         ("SetIf", ["u8", "Cond"]),
@@ -42,6 +42,11 @@ SCHEMA = {
         ("With", ["Reentry"]),
         ("DebugReenters", ["Reentry"]),
         ("SetActing", ["u8", "Outside"]),
+        ("NcSet", ["u8", "Option<Outside>"]),
+        ("NcSetIf", ["u8", "Cond"]),
+        ("NcWith", ["Option<Reentry>"]),
+        ("NcOnValue", {"value": "u8", "panics": "bool"}),
+        ("NcDebug", ["Option<Reentry>"]),
     ],
     "Reentry": {"act": "Inside", "propagate": "bool"},
     "Inside": [
@@ -51,7 +56,7 @@ SCHEMA = {
     ],
     "Outside": [
         ("Poll", ["u8"]), ("Drop", ["u8"]), ("Create", ["u8", "u8"]), ("Read", []),
-        ("SetOpt", ["Option<u8>"]), ("PollStream", ["u8"]), ("DropStream", ["u8"]),
+        ("ReadNc", []), ("SetOpt", ["Option<u8>"]), ("PollStream", ["u8"]), ("DropStream", ["u8"]),
     ],
     "WakerChoice": [
         ("Same", []), ("Fresh", []), ("Acting", ["Outside"]), ("DropActing", ["Outside"]),
@@ -68,7 +73,12 @@ SCHEMA = {
     ],
     "Kind": [
         ("For", ["u8"]), ("ForNot", ["u8"]), ("Until", ["Pred"]), ("Change", []), ("Some", []),
-        ("OptChange", []),
+        ("OptChange", []), ("Map", ["MapFn"]), ("Transition", ["EdgeFn"]), ("NcMap", ["MapFn"]),
+    ],
+    "MapFn": {"pred": "Pred", "drop_action": "Option<Outside>"},
+    "EdgeFn": [
+        ("From", ["u8"]), ("FromTo", ["u8", "u8"]), ("Down", []), ("Up", []),
+        ("PanicsOn", ["u8", "u8"]), ("Reenters", ["u8", "u8", "Reentry"]),
     ],
     "Pred": [
         ("Equals", ["u8"]), ("NotEquals", ["u8"]), ("Range", ["u8", "u8"]), ("Even", ["bool"]),

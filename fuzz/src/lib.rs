@@ -13,9 +13,11 @@
 //! at). A wait future remembers the log position of its first poll; what it
 //! must return follows from §3.2–3.3 alone: if it is immediate and the value
 //! at its first poll matches, that value, else the first log entry from its
-//! start on that matches. A log entry also records whether `Clone` was set to
+//! start on that matches. A log entry also records the value before the
+//! transition (for `wait_transition`, §3.16) and whether `Clone` was set to
 //! panic at that moment, which decides whether a matching waiter got the
-//! value or the panic (§3.10).
+//! value or the panic (§3.10; a `wait_map` never clones, §3.15, and gets
+//! what its function extracted from that entry's value).
 //!
 //! Where the SPEC leaves the behaviour open, the harness asserts only what it
 //! does say (see `Harness::settle_callbacks` and `WaitState::Poisoned`).
@@ -70,6 +72,8 @@ pub struct Program {
     pub init: u8,
     /// Initial value of the second watcher (`ValueWatcher<Option<V>>`).
     pub init_opt: Option<u8>,
+    /// Initial value of the third watcher (`ValueWatcher<Nc>`, not `Clone`).
+    pub init_nc: u8,
     /// The operations (only the first [`MAX_OPS`] run).
     pub ops: Vec<Op>,
 }
@@ -81,6 +85,7 @@ impl<'a> Arbitrary<'a> for Program {
     fn arbitrary(u: &mut Unstructured<'a>) -> arbitrary::Result<Self> {
         let init = u.arbitrary()?;
         let init_opt = u.arbitrary()?;
+        let init_nc = u.arbitrary()?;
         let mut ops = Vec::new();
         while !u.is_empty() && ops.len() < MAX_OPS {
             ops.push(u.arbitrary()?);
@@ -88,6 +93,7 @@ impl<'a> Arbitrary<'a> for Program {
         Ok(Program {
             init,
             init_opt,
+            init_nc,
             ops,
         })
     }
@@ -186,6 +192,22 @@ pub enum Op {
     /// `w.set(v)` with a `v` whose `Drop` runs an action (SPEC §3.17: a
     /// `T` is never dropped under the lock).
     SetActing(u8, Outside),
+    /// `nc.set(v)` on the non-`Clone` watcher; `v`'s `Drop` may run an
+    /// action (when it is rejected as equal, or replaced later).
+    NcSet(u8, Option<Outside>),
+    /// `nc.set_if(v, cond)`.
+    NcSetIf(u8, Cond),
+    /// `nc.with(f)`, whose closure reads the value and may re-enter.
+    NcWith(Option<Reentry>),
+    /// `nc.on_value(v, ..)`.
+    NcOnValue {
+        /// The target value.
+        value: u8,
+        /// The callback panics after recording its call.
+        panics: bool,
+    },
+    /// `format!("{nc:?}")`, whose `Nc::fmt` may re-enter the watcher.
+    NcDebug(Option<Reentry>),
 }
 
 /// A hook that runs under a watcher's lock (SPEC §3.17) and re-enters that
@@ -227,8 +249,8 @@ pub enum Inside {
     PollStream(u8),
     /// `format!("{w:?}")`.
     Debug,
-    /// Creates a `wait_for(v)` (`wait_for_some()` on the `Option` watcher)
-    /// in a slot, if the slot is empty.
+    /// Creates a `wait_for(v)` (`wait_for_some()` on the `Option` watcher,
+    /// `wait_map` on the non-`Clone` one) in a slot, if the slot is empty.
     CreateWait(u8, u8),
     /// Drops the wait in a slot if it is not registered (never polled,
     /// completed, or its first poll panicked).
@@ -250,6 +272,8 @@ pub enum Outside {
     Create(u8, u8),
     /// Reads the main watcher's value and version.
     Read,
+    /// Reads the non-`Clone` watcher's value and version.
+    ReadNc,
     /// Sets the `Option` watcher.
     SetOpt(Option<u8>),
     /// Polls the stream in a slot.
@@ -305,6 +329,23 @@ pub enum Cond {
     Panics,
 }
 
+impl Cond {
+    /// The condition handed to the crate, for a value of `watcher`.
+    fn real(self, v: u8, watcher: usize) -> bool {
+        match self {
+            Cond::Always => true,
+            Cond::Never => false,
+            Cond::Reenters(reentry, holds) => {
+                reenter(reentry, watcher);
+                holds
+            }
+            Cond::Equals(a) => v == d(a),
+            Cond::Below(a) => v < d(a),
+            Cond::Panics => panic::panic_any(Injected::Condition),
+        }
+    }
+}
+
 /// The closure of a `modify`.
 #[derive(Arbitrary, Debug, Clone, Copy)]
 pub enum Modify {
@@ -320,7 +361,7 @@ pub enum Modify {
     Reenters(u8, Reentry),
 }
 
-/// Which wait future.
+/// Which wait future (the last three are the waits of issue 10).
 #[derive(Arbitrary, Debug, Clone, Copy)]
 pub enum Kind {
     /// `w.wait_for(v)`.
@@ -335,6 +376,40 @@ pub enum Kind {
     Some,
     /// `w2.wait_for_change()`.
     OptChange,
+    /// `w.wait_map(f)`.
+    Map(MapFn),
+    /// `w.wait_transition(f)`.
+    Transition(EdgeFn),
+    /// `nc.wait_map(f)` on the non-`Clone` watcher.
+    NcMap(MapFn),
+}
+
+/// The function of a `wait_map`: `Some(Mapped(mapped(v)))` where `pred`
+/// holds (it panics or re-enters where `pred` does).
+#[derive(Arbitrary, Debug, Clone, Copy)]
+pub struct MapFn {
+    /// Where it returns `Some`.
+    pub pred: Pred,
+    /// What the `Drop` of each output it returns does (SPEC §3.17: an
+    /// output is never dropped under the lock).
+    pub drop_action: Option<Outside>,
+}
+
+/// The function of a `wait_transition`, of `(old, new)`.
+#[derive(Arbitrary, Debug, Clone, Copy)]
+pub enum EdgeFn {
+    /// `old == a` ("left `a`").
+    From(u8),
+    /// `old == a && new == b`.
+    FromTo(u8, u8),
+    /// `new < old`.
+    Down,
+    /// `new > old`.
+    Up,
+    /// Panics if `old == a`, else `new == b`.
+    PanicsOn(u8, u8),
+    /// Re-enters the watcher if `old == a`; then `new == b`.
+    Reenters(u8, u8, Reentry),
 }
 
 /// The predicate of a `wait_until`.
@@ -361,8 +436,10 @@ pub enum Pred {
 pub enum Injected {
     /// `V::clone`.
     Clone,
-    /// A `wait_until` predicate, on this value.
+    /// A `wait_until` predicate or `wait_map` function, on this value.
     Predicate(u8),
+    /// A `wait_transition` function, on this edge.
+    Edge(u8, u8),
     /// A callback, by registration index.
     Callback(usize),
     /// A `set_if` condition.
@@ -404,8 +481,9 @@ thread_local! {
     static ACTIONS: RefCell<Vec<Action>> = const { RefCell::new(Vec::new()) };
     /// What `V::fmt` does (once) in a [`Op::DebugReenters`].
     static DEBUG_HOOK: Cell<Option<Reentry>> = const { Cell::new(None) };
-    /// An id registered nowhere, for reentrant `remove_callback` calls.
-    static NO_ID: Cell<Option<CallbackId>> = const { Cell::new(None) };
+    /// An id registered nowhere, per watcher, for reentrant
+    /// `remove_callback` calls.
+    static NO_ID: Cell<[Option<CallbackId>; 3]> = const { Cell::new([None; 3]) };
     /// Numbers wait and stream slots, so that actions recorded for one that
     /// was replaced since are recognized.
     static NEXT_ID: Cell<u64> = const { Cell::new(0) };
@@ -558,8 +636,9 @@ impl Drop for V {
     }
 }
 
-/// Runs an action when dropped (captured by callbacks).
-struct DropActor(Option<Outside>);
+/// Runs an action when dropped (captured by callbacks, carried by `Nc`
+/// values and `wait_map` outputs). Not `Clone`.
+pub struct DropActor(Option<Outside>);
 
 impl Drop for DropActor {
     fn drop(&mut self) {
@@ -569,15 +648,61 @@ impl Drop for DropActor {
     }
 }
 
+/// The value of the third watcher: `PartialEq` (on the `u8`) but not
+/// `Clone` (SPEC §2: a first-class citizen for the methods that need no
+/// `Clone`). Its `DropActor` may run an action when the value is dropped.
+pub struct Nc(pub u8, #[allow(dead_code)] DropActor);
+
+/// A plain `Nc`.
+const fn nc(x: u8) -> Nc {
+    Nc(x, DropActor(None))
+}
+
+impl PartialEq for Nc {
+    fn eq(&self, other: &Nc) -> bool {
+        self.0 == other.0
+    }
+}
+
+impl fmt::Debug for Nc {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(reentry) = DEBUG_HOOK.take() {
+            reenter(reentry, 2);
+        }
+        write!(f, "Nc({})", self.0)
+    }
+}
+
+/// What a `wait_map` function extracts from `v`: `mapped(v)` (not `v`
+/// itself, so the model sees it is the function's output), with a
+/// `DropActor`. Neither `Clone` nor `PartialEq`.
+pub struct Mapped(u8, #[allow(dead_code)] DropActor);
+
+/// The number a `wait_map` function extracts from the value `v`.
+fn mapped(v: u8) -> u8 {
+    100 + v
+}
+
 /// The main watcher.
 static MAIN: ValueWatcher<V> = ValueWatcher::new(val(0));
 /// The `Option` watcher, for `wait_for_some`.
 static OPT: ValueWatcher<Option<V>> = ValueWatcher::new(None);
+/// The watcher of a non-`Clone` value.
+static NCW: ValueWatcher<Nc> = ValueWatcher::new(nc(0));
 /// One run at a time uses the watchers (tests run on several threads).
 static RUN: Mutex<()> = Mutex::new(());
 /// Callbacks registered by the current run, removed at its end (or at the
 /// start of the next run, if it panicked).
-static REGISTERED: Mutex<Vec<CallbackId>> = Mutex::new(Vec::new());
+static REGISTERED: Mutex<Vec<(usize, CallbackId)>> = Mutex::new(Vec::new());
+
+/// `remove_callback` on watcher 0 or 2.
+fn remove_callback(watcher: usize, id: CallbackId) -> bool {
+    if watcher == 0 {
+        MAIN.remove_callback(id)
+    } else {
+        NCW.remove_callback(id)
+    }
+}
 
 /// A model value: the main watcher's `V(x)` is `Some(x)`; the `Option`
 /// watcher's values are themselves.
@@ -608,15 +733,60 @@ impl Pred {
         if yes { Verdict::Yes } else { Verdict::No }
     }
 
-    /// The predicate handed to the crate.
-    fn real(self, v: &V) -> bool {
+    /// The predicate handed to the crate, for a value of `watcher` (whose
+    /// lock it runs under).
+    fn real(self, v: u8, watcher: usize) -> bool {
         if let Pred::Reenters(a, b, reentry) = self {
-            if v.0 == d(a) {
+            if v == d(a) {
+                reenter(reentry, watcher);
+            }
+            return v == d(b);
+        }
+        match self.verdict(v) {
+            Verdict::No => false,
+            Verdict::Yes => true,
+            Verdict::Panics(payload) => panic::panic_any(payload),
+        }
+    }
+}
+
+impl MapFn {
+    /// The function handed to the crate's `wait_map`.
+    fn real(self, v: u8, watcher: usize) -> Option<Mapped> {
+        self.pred
+            .real(v, watcher)
+            .then(|| Mapped(mapped(v), DropActor(self.drop_action)))
+    }
+}
+
+impl EdgeFn {
+    fn verdict(self, old: u8, new: u8) -> Verdict {
+        let yes = match self {
+            EdgeFn::From(a) => old == d(a),
+            EdgeFn::FromTo(a, b) => old == d(a) && new == d(b),
+            EdgeFn::Down => new < old,
+            EdgeFn::Up => new > old,
+            EdgeFn::PanicsOn(a, _) if old == d(a) => {
+                return Verdict::Panics(Injected::Edge(old, new));
+            }
+            EdgeFn::PanicsOn(_, b) => new == d(b),
+            EdgeFn::Reenters(a, _, reentry) if old == d(a) && reentry.panics() => {
+                return Verdict::Panics(Injected::Reentrant);
+            }
+            EdgeFn::Reenters(_, b, _) => new == d(b),
+        };
+        if yes { Verdict::Yes } else { Verdict::No }
+    }
+
+    /// The function handed to the crate's `wait_transition`.
+    fn real(self, old: &V, new: &V) -> bool {
+        if let EdgeFn::Reenters(a, b, reentry) = self {
+            if old.0 == d(a) {
                 reenter(reentry, 0);
             }
-            return v.0 == d(b);
+            return new.0 == d(b);
         }
-        match self.verdict(v.0) {
+        match self.verdict(old.0, new.0) {
             Verdict::No => false,
             Verdict::Yes => true,
             Verdict::Panics(payload) => panic::panic_any(payload),
@@ -625,26 +795,50 @@ impl Pred {
 }
 
 impl Kind {
-    /// Which watcher: 0 (the main one) or 1 (the `Option` one).
+    /// Which watcher: 0 (the main one), 1 (the `Option` one) or 2 (the
+    /// non-`Clone` one).
     fn watcher(self) -> usize {
         match self {
             Kind::Some | Kind::OptChange => 1,
+            Kind::NcMap(_) => 2,
             _ => 0,
         }
     }
 
+    /// SPEC §3.3, §3.16: whether the first poll looks at the current value.
     fn checks_current(self, immediate: bool) -> bool {
-        immediate && !matches!(self, Kind::Change | Kind::OptChange)
+        immediate && !matches!(self, Kind::Change | Kind::OptChange | Kind::Transition(_))
     }
 
-    fn verdict(self, value: MV) -> Verdict {
-        let yes = match (self, value) {
-            (Kind::Change | Kind::OptChange, _) => true,
+    /// Whether its output is a clone of the value (SPEC §3.15: a `wait_map`
+    /// never clones).
+    fn clones(self) -> bool {
+        !matches!(self, Kind::Map(_) | Kind::NcMap(_))
+    }
+
+    /// What the future yields for the value `v` it accepted.
+    fn output(self, v: MV) -> MV {
+        match self {
+            Kind::Map(_) | Kind::NcMap(_) => v.map(mapped),
+            _ => v,
+        }
+    }
+
+    /// What the wait says about the value `new`, which the transition from
+    /// `old` made (`old: None`: the current value at the first poll).
+    fn verdict(self, old: Option<MV>, new: MV) -> Verdict {
+        let yes = match (self, new) {
+            (Kind::Change | Kind::OptChange, _) => old.is_some(),
             (Kind::Some, v) => v.is_some(),
             (Kind::For(a), Some(v)) => v == d(a),
             (Kind::ForNot(a), Some(v)) => v != d(a),
             (Kind::Until(pred), Some(v)) => return pred.verdict(v),
-            (_, None) => unreachable!("main watcher holds Some"),
+            (Kind::Map(f) | Kind::NcMap(f), Some(v)) => return f.pred.verdict(v),
+            (Kind::Transition(f), Some(v)) => match old {
+                Some(Some(old)) => return f.verdict(old, v),
+                _ => false,
+            },
+            (_, None) => unreachable!("only the Option watcher holds None"),
         };
         if yes { Verdict::Yes } else { Verdict::No }
     }
@@ -657,12 +851,23 @@ impl Kind {
                 Fut::Main(Box::pin(MAIN.wait_for_not(val(d(a))).immediate(immediate)))
             }
             Kind::Until(pred) => Fut::Main(Box::pin(
-                MAIN.wait_until(move |v: &V| pred.real(v))
+                MAIN.wait_until(move |v: &V| pred.real(v.0, 0))
                     .immediate(immediate),
             )),
             Kind::Change => Fut::Main(Box::pin(MAIN.wait_for_change())),
             Kind::Some => Fut::Main(Box::pin(OPT.wait_for_some().immediate(immediate))),
             Kind::OptChange => Fut::Opt(Box::pin(OPT.wait_for_change())),
+            Kind::Map(f) => Fut::Mapped(Box::pin(
+                MAIN.wait_map(move |v: &V| f.real(v.0, 0))
+                    .immediate(immediate),
+            )),
+            Kind::Transition(f) => Fut::Main(Box::pin(
+                MAIN.wait_transition(move |old: &V, new: &V| f.real(old, new)),
+            )),
+            Kind::NcMap(f) => Fut::Mapped(Box::pin(
+                NCW.wait_map(move |v: &Nc| f.real(v.0, 2))
+                    .immediate(immediate),
+            )),
         }
     }
 }
@@ -801,8 +1006,9 @@ enum Action {
     },
     /// Something was created (and allocated).
     Created,
-    /// The main watcher's value and version, read by a hook.
+    /// A watcher's value and version, read by a hook.
     Read {
+        watcher: usize,
         value: u8,
         version: u64,
     },
@@ -852,7 +1058,20 @@ fn act(action: Outside) {
         Outside::Read => {
             let value = MAIN.with(|v| v.0);
             let version = MAIN.version();
-            record_action(Action::Read { value, version });
+            record_action(Action::Read {
+                watcher: 0,
+                value,
+                version,
+            });
+        }
+        Outside::ReadNc => {
+            let value = NCW.with(|v| v.0);
+            let version = NCW.version();
+            record_action(Action::Read {
+                watcher: 2,
+                value,
+                version,
+            });
         }
         Outside::SetOpt(x) => {
             let x = x.map(d);
@@ -900,13 +1119,16 @@ fn drop_in_place(slot: usize, unregistered_only: bool) {
     }
 }
 
-/// Creates `wait_for(v)` (`wait_for_some()` on the `Option` watcher) in a
-/// slot if it is empty.
+/// Creates `wait_for(v)` (`wait_for_some()` on the `Option` watcher, a
+/// `wait_map` for `v` on the non-`Clone` one) in a slot if it is empty.
 fn create_in_empty(slot: usize, watcher: usize, target: u8) {
-    let kind = if watcher == 0 {
-        Kind::For(target)
-    } else {
-        Kind::Some
+    let kind = match watcher {
+        0 => Kind::For(target),
+        1 => Kind::Some,
+        _ => Kind::NcMap(MapFn {
+            pred: Pred::Equals(target),
+            drop_action: None,
+        }),
     };
     let fut = with_slots(|slots| slots[slot].is_none()).then(|| kind.future(true));
     if let Some(fut) = fut {
@@ -947,8 +1169,8 @@ impl Inside {
     }
 }
 
-/// Runs a hook's reentrant action on the watcher (0: main, 1: `Option`)
-/// whose lock it runs under.
+/// Runs a hook's reentrant action on the watcher (0: main, 1: `Option`, 2:
+/// non-`Clone`) whose lock it runs under.
 fn reenter(reentry: Reentry, watcher: usize) {
     let act = reentry.act;
     if !act.locks() {
@@ -982,19 +1204,26 @@ fn reenter(reentry: Reentry, watcher: usize) {
 
 /// A call that takes the lock of `watcher`.
 fn locking_call(act: Inside, watcher: usize) {
-    let no_id = NO_ID.get().expect("set at the start of the run");
+    let no_id = NO_ID.get()[watcher].expect("set at the start of the run");
     match (act, watcher) {
         (Inside::Set(x), 0) => {
             let _ = MAIN.set(val(d(x)));
         }
-        (Inside::Set(x), _) => {
+        (Inside::Set(x), 1) => {
             let _ = OPT.set(Some(val(d(x))));
+        }
+        (Inside::Set(x), _) => {
+            let _ = NCW.set(nc(d(x)));
         }
         (Inside::Get, 0) => {
             let _ = MAIN.get();
         }
-        (Inside::Get, _) => {
+        (Inside::Get, 1) => {
             let _ = OPT.get();
+        }
+        // No `get` without `Clone`.
+        (Inside::Get | Inside::With, 2) => {
+            let _ = NCW.with(|v| v.0);
         }
         (Inside::With, 0) => {
             let _ = MAIN.with(|v| v.0);
@@ -1005,20 +1234,30 @@ fn locking_call(act: Inside, watcher: usize) {
         (Inside::OnChange, 0) => {
             let _ = MAIN.on_change(|_, _| {});
         }
-        (Inside::OnChange, _) => {
+        (Inside::OnChange, 1) => {
             let _ = OPT.on_change(|_, _| {});
+        }
+        // No `on_change` without `Clone`: `on_value` takes the lock too.
+        (Inside::OnChange, _) => {
+            let _ = NCW.on_value(nc(0), || {});
         }
         (Inside::Remove, 0) => {
             let _ = MAIN.remove_callback(no_id);
         }
-        (Inside::Remove, _) => {
+        (Inside::Remove, 1) => {
             let _ = OPT.remove_callback(no_id);
+        }
+        (Inside::Remove, _) => {
+            let _ = NCW.remove_callback(no_id);
         }
         (Inside::Debug, 0) => {
             let _ = format!("{MAIN:?}");
         }
-        (Inside::Debug, _) => {
+        (Inside::Debug, 1) => {
             let _ = format!("{OPT:?}");
+        }
+        (Inside::Debug, _) => {
+            let _ = format!("{NCW:?}");
         }
         (Inside::PollWait(slot), _) => {
             let slot = usize::from(slot) % WAIT_SLOTS;
@@ -1053,11 +1292,11 @@ fn locking_call(act: Inside, watcher: usize) {
 }
 
 fn version_of(watcher: usize) {
-    if watcher == 0 {
-        let _ = MAIN.version();
-    } else {
-        let _ = OPT.version();
-    }
+    let _ = match watcher {
+        0 => MAIN.version(),
+        1 => OPT.version(),
+        _ => NCW.version(),
+    };
 }
 
 // === callbacks ===
@@ -1102,6 +1341,8 @@ enum CbKind {
 }
 
 struct MCallback {
+    /// The watcher it is registered with (0, or 2 for `on_value`).
+    watcher: usize,
     id: Option<CallbackId>,
     kind: CbKind,
     panics: bool,
@@ -1121,6 +1362,8 @@ struct Expected {
 
 #[derive(Clone, Copy)]
 struct Entry {
+    /// The value before the transition (for `wait_transition`).
+    old: MV,
     value: MV,
     /// `Clone` panicked at this transition.
     clone_panics: bool,
@@ -1170,6 +1413,8 @@ type PollResult = Result<Poll<MV>, Injected>;
 enum Fut {
     Main(Pin<Box<dyn Future<Output = V>>>),
     Opt(Pin<Box<dyn Future<Output = Option<V>>>>),
+    /// A `wait_map` of either the main or the non-`Clone` watcher.
+    Mapped(Pin<Box<dyn Future<Output = Mapped>>>),
 }
 
 impl Fut {
@@ -1177,6 +1422,7 @@ impl Fut {
         match self {
             Fut::Main(fut) => fut.as_mut().poll(cx).map(|v| Some(v.0)),
             Fut::Opt(fut) => fut.as_mut().poll(cx).map(|v| v.map(|v| v.0)),
+            Fut::Mapped(fut) => fut.as_mut().poll(cx).map(|u| Some(u.0)),
         }
     }
 }
@@ -1321,7 +1567,8 @@ fn poll_stream_slot(slot: usize) -> Option<(u64, Result<Poll<Option<u8>>, Inject
 // === the harness ===
 
 struct Harness {
-    model: [MWatcher; 2],
+    /// The main, `Option` and non-`Clone` watchers.
+    model: [MWatcher; 3],
     clone_panics: bool,
     callbacks: Vec<MCallback>,
     /// A [`CountingAllocator`] is installed: check SPEC §3.8.
@@ -1348,12 +1595,12 @@ pub fn run(program: &Program) {
         streams.resize_with(STREAM_SLOTS, || None);
     });
     // Leftovers of a run that panicked (in a test).
-    for id in REGISTERED
+    for (watcher, id) in REGISTERED
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
         .drain(..)
     {
-        MAIN.remove_callback(id);
+        remove_callback(watcher, id);
     }
     // Room for every callback run and waker action of one step, so recording
     // them never allocates.
@@ -1367,10 +1614,16 @@ pub fn run(program: &Program) {
 
     let init = d(program.init);
     let init_opt = program.init_opt.map(d);
+    let init_nc = d(program.init_nc);
     MAIN.set(val(init));
     OPT.set(init_opt.map(val));
+    NCW.set(nc(init_nc));
     // `on_value` for the current value runs at once and registers nothing.
-    NO_ID.set(Some(MAIN.on_value(val(init), || {})));
+    NO_ID.set([
+        Some(MAIN.on_value(val(init), || {})),
+        Some(OPT.on_value(init_opt.map(val), || {})),
+        Some(NCW.on_value(nc(init_nc), || {})),
+    ]);
     let mut h = Harness {
         model: [
             MWatcher {
@@ -1381,6 +1634,11 @@ pub fn run(program: &Program) {
             MWatcher {
                 value: init_opt,
                 base: OPT.version(),
+                log: Vec::new(),
+            },
+            MWatcher {
+                value: Some(init_nc),
+                base: NCW.version(),
                 log: Vec::new(),
             },
         ],
@@ -1404,7 +1662,7 @@ pub fn run(program: &Program) {
     for (tag, cb) in h.callbacks.iter().enumerate() {
         if let Some(id) = cb.id {
             assert_eq!(
-                MAIN.remove_callback(id),
+                remove_callback(cb.watcher, id),
                 cb.live,
                 "end: remove_callback of #{tag} ({:?})",
                 cb.kind
@@ -1436,7 +1694,7 @@ impl Harness {
         let at = Step(step, op);
         match op {
             Op::Set(x) => self.set(d(x), &at),
-            Op::SetIf(x, cond) => self.set_if(d(x), cond, &at),
+            Op::SetIf(x, cond) => self.set_if(0, d(x), cond, &at),
             Op::Modify(m) => self.modify(m, &at),
             Op::Wait {
                 slot,
@@ -1489,6 +1747,11 @@ impl Harness {
             Op::With(reentry) => self.with_reentering(reentry, &at),
             Op::DebugReenters(reentry) => self.debug_reentering(reentry, &at),
             Op::SetActing(x, action) => self.set_value(V(d(x), Some(action)), &at),
+            Op::NcSet(x, action) => self.nc_set(d(x), action, &at),
+            Op::NcSetIf(x, cond) => self.set_if(2, d(x), cond, &at),
+            Op::NcWith(reentry) => self.nc_with(reentry, &at),
+            Op::NcOnValue { value, panics } => self.nc_on_value(d(value), panics, &at),
+            Op::NcDebug(reentry) => self.nc_debug(reentry, &at),
         }
         self.settle_actions(&at);
         assert_eq!(
@@ -1512,6 +1775,16 @@ impl Harness {
             OPT.with(|v| v.as_ref().map(|v| v.0)),
             self.model[1].value,
             "{at}: value (Option watcher)"
+        );
+        assert_eq!(
+            NCW.version(),
+            self.model[2].version(),
+            "{at}: version (non-Clone watcher)"
+        );
+        assert_eq!(
+            Some(NCW.with(|v| v.0)),
+            self.model[2].value,
+            "{at}: value (non-Clone watcher)"
         );
         with_slots(|slots| {
             for (i, slot) in slots.iter().enumerate() {
@@ -1551,6 +1824,10 @@ impl Harness {
                 if s.poisoned {
                     continue;
                 }
+                // SPEC §2: the version of the value it yielded last (at
+                // creation, the version then).
+                let version = s.stream.as_ref().map(Changes::version);
+                assert_eq!(version, Some(s.seen), "{at}: stream {i} version()");
                 let count = s.waker.count();
                 match s.registered {
                     Some(at_version) if self.model[0].version() > at_version => {
@@ -1586,11 +1863,13 @@ impl Harness {
     fn first_match(&self, kind: Kind, start: usize) -> Option<Outcome> {
         self.model[kind.watcher()].log[start..]
             .iter()
-            .find_map(|entry| match kind.verdict(entry.value) {
+            .find_map(|entry| match kind.verdict(Some(entry.old), entry.value) {
                 Verdict::No => None,
                 Verdict::Panics(payload) => Some(Outcome::Panics(payload)),
-                Verdict::Yes if entry.clone_panics => Some(Outcome::Panics(Injected::Clone)),
-                Verdict::Yes => Some(Outcome::Ready(entry.value)),
+                Verdict::Yes if entry.clone_panics && kind.clones() => {
+                    Some(Outcome::Panics(Injected::Clone))
+                }
+                Verdict::Yes => Some(Outcome::Ready(kind.output(entry.value))),
             })
     }
 
@@ -1607,7 +1886,7 @@ impl Harness {
         let (result, allocs) = measured(|| MAIN.set(v));
         let transition = self.model[0].value != Some(x);
         let expected = if transition {
-            self.transition(x)
+            self.transition(0, x)
         } else {
             Vec::new()
         };
@@ -1615,21 +1894,27 @@ impl Harness {
         self.assert_no_allocation(allocs.filter(|_| !removed), at);
     }
 
-    fn set_if(&mut self, x: u8, cond: Cond, at: &Step) {
-        let (result, allocs) = measured(|| {
-            MAIN.set_if(val(x), |v| match cond {
-                Cond::Always => true,
-                Cond::Never => false,
-                Cond::Reenters(reentry, holds) => {
-                    reenter(reentry, 0);
-                    holds
-                }
-                Cond::Equals(a) => v.0 == d(a),
-                Cond::Below(a) => v.0 < d(a),
-                Cond::Panics => panic::panic_any(Injected::Condition),
-            })
-        });
-        let current = self.model[0].value.expect("main watcher holds Some");
+    /// `NCW.set(v)` on the non-`Clone` watcher.
+    fn nc_set(&mut self, x: u8, action: Option<Outside>, at: &Step) {
+        let (result, allocs) = measured(|| NCW.set(Nc(x, DropActor(action))));
+        let transition = self.model[2].value != Some(x);
+        let expected = if transition {
+            self.transition(2, x)
+        } else {
+            Vec::new()
+        };
+        let removed = self.settle_callbacks(expected, result, transition, at);
+        self.assert_no_allocation(allocs.filter(|_| !removed), at);
+    }
+
+    /// `set_if` on the main watcher (`w == 0`) or the non-`Clone` one.
+    fn set_if(&mut self, w: usize, x: u8, cond: Cond, at: &Step) {
+        let (result, allocs) = if w == 0 {
+            measured(|| MAIN.set_if(val(x), |v| cond.real(v.0, 0)))
+        } else {
+            measured(|| NCW.set_if(nc(x), |v| cond.real(v.0, 2)))
+        };
+        let current = self.model[w].value.expect("watchers 0 and 2 hold Some");
         let holds = match cond {
             Cond::Always => true,
             Cond::Never => false,
@@ -1648,7 +1933,7 @@ impl Harness {
             }
         };
         let expected = if holds && current != x {
-            self.transition(x)
+            self.transition(w, x)
         } else {
             Vec::new()
         };
@@ -1705,7 +1990,7 @@ impl Harness {
         }
         let transition = new != current;
         let expected = if transition {
-            self.transition(new)
+            self.transition(0, new)
         } else {
             Vec::new()
         };
@@ -1728,9 +2013,11 @@ impl Harness {
     ) {
         let transition = self.model[1].value != x;
         if transition {
+            let old = self.model[1].value;
             self.model[1].value = x;
             let clone_panics = self.clone_panics_for(x);
             self.model[1].log.push(Entry {
+                old,
                 value: x,
                 clone_panics,
             });
@@ -1739,19 +2026,23 @@ impl Harness {
         assert_eq!(result, Ok(transition), "{at}: set on the Option watcher");
     }
 
-    /// Applies a transition of the main watcher to `x` in the model and
-    /// returns the callback runs it should cause, in order (SPEC §3.9).
-    fn transition(&mut self, x: u8) -> Vec<Expected> {
-        let old = self.model[0].value.expect("main watcher holds Some");
-        self.model[0].value = Some(x);
-        self.model[0].log.push(Entry {
+    /// Applies a transition of watcher `w` (the main one, 0, or the
+    /// non-`Clone` one, 2) to `x` in the model and returns the callback runs
+    /// it should cause, in order (SPEC §3.9).
+    fn transition(&mut self, w: usize, x: u8) -> Vec<Expected> {
+        let model = &mut self.model[w];
+        let old = model.value.expect("watchers 0 and 2 hold Some");
+        model.value = Some(x);
+        model.log.push(Entry {
+            old: Some(old),
             value: Some(x),
-            clone_panics: self.clone_panics,
+            // A non-`Clone` value is never cloned.
+            clone_panics: w == 0 && self.clone_panics,
         });
-        let version = self.model[0].version();
+        let version = model.version();
         let mut expected = Vec::new();
         for (tag, cb) in self.callbacks.iter_mut().enumerate() {
-            if !cb.live {
+            if !cb.live || cb.watcher != w {
                 continue;
             }
             match cb.kind {
@@ -1952,7 +2243,7 @@ impl Harness {
                     // value first if immediate.
                     let start = model.log.len();
                     let verdict = if kind.checks_current(immediate) {
-                        kind.verdict(model.value)
+                        kind.verdict(None, model.value)
                     } else {
                         Verdict::No
                     };
@@ -1960,12 +2251,13 @@ impl Harness {
                         // §3.10: a predicate panicking in its own first poll
                         // panics in that poll.
                         Verdict::Panics(p) => (Err(p), WaitState::Poisoned),
-                        // Returning the current value needs a clone of it.
-                        Verdict::Yes if self.clone_panics_for(model.value) => {
+                        // Returning the current value needs a clone of it
+                        // (not for a `wait_map`, §3.15).
+                        Verdict::Yes if kind.clones() && self.clone_panics_for(model.value) => {
                             (Err(Injected::Clone), WaitState::Poisoned)
                         }
                         Verdict::Yes => (
-                            Ok(Poll::Ready(model.value)),
+                            Ok(Poll::Ready(kind.output(model.value))),
                             WaitState::Done { frozen: total },
                         ),
                         Verdict::No => (Ok(Poll::Pending), WaitState::Watching { start }),
@@ -2051,13 +2343,18 @@ impl Harness {
                 }
             }
             Action::Created => {}
-            Action::Read { value, version } => {
+            Action::Read {
+                watcher,
+                value,
+                version,
+            } => {
                 // SPEC §3.9/3.17: outside the lock, a hook may read the
                 // watcher, and sees the step's transition.
+                let model = &self.model[watcher];
                 assert_eq!(
                     (Some(value), version),
-                    (self.model[0].value, self.model[0].version()),
-                    "{at}: value and version read by a hook"
+                    (model.value, model.version()),
+                    "{at}: value and version of watcher {watcher} read by a hook"
                 );
             }
             Action::SetOpt { x, result } => {
@@ -2076,7 +2373,7 @@ impl Harness {
     fn blocking(&mut self, kind: Kind, immediate: bool, how: Block, at: &Step) {
         let model = &self.model[kind.watcher()];
         let verdict = if kind.checks_current(immediate) {
-            kind.verdict(model.value)
+            kind.verdict(None, model.value)
         } else {
             Verdict::No
         };
@@ -2085,8 +2382,10 @@ impl Harness {
         // `Instant` means no deadline.
         let expected = match verdict {
             Verdict::Panics(p) => Err(p),
-            Verdict::Yes if self.clone_panics_for(model.value) => Err(Injected::Clone),
-            Verdict::Yes => Ok(Some(model.value)),
+            Verdict::Yes if kind.clones() && self.clone_panics_for(model.value) => {
+                Err(Injected::Clone)
+            }
+            Verdict::Yes => Ok(Some(kind.output(model.value))),
             Verdict::No => Ok(None),
         };
         let how = match (how, verdict) {
@@ -2113,13 +2412,27 @@ impl Harness {
                 block!(MAIN.wait_for_not(val(d(a))).immediate(immediate)).map(|v| Some(v.0))
             }
             Kind::Until(pred) => block!(
-                MAIN.wait_until(move |v: &V| pred.real(v))
+                MAIN.wait_until(move |v: &V| pred.real(v.0, 0))
                     .immediate(immediate)
             )
             .map(|v| Some(v.0)),
             Kind::Change => block!(MAIN.wait_for_change()).map(|v| Some(v.0)),
             Kind::Some => block!(OPT.wait_for_some().immediate(immediate)).map(|v| Some(v.0)),
             Kind::OptChange => block!(OPT.wait_for_change()).map(|v| v.map(|v| v.0)),
+            Kind::Map(f) => block!(
+                MAIN.wait_map(move |v: &V| f.real(v.0, 0))
+                    .immediate(immediate)
+            )
+            .map(|u| Some(u.0)),
+            Kind::Transition(f) => {
+                block!(MAIN.wait_transition(move |old: &V, new: &V| f.real(old, new)))
+                    .map(|v| Some(v.0))
+            }
+            Kind::NcMap(f) => block!(
+                NCW.wait_map(move |v: &Nc| f.real(v.0, 2))
+                    .immediate(immediate)
+            )
+            .map(|u| Some(u.0)),
         });
         assert_eq!(
             result, expected,
@@ -2175,6 +2488,42 @@ impl Harness {
         );
     }
 
+    /// `NCW.with(f)`: `f` reads the value, after re-entering if asked to.
+    fn nc_with(&mut self, reentry: Option<Reentry>, at: &Step) {
+        let result = catch(|| {
+            NCW.with(|v| {
+                if let Some(reentry) = reentry {
+                    reenter(reentry, 2);
+                }
+                v.0
+            })
+        });
+        let expected = if reentry.is_some_and(Reentry::panics) {
+            Err(Injected::Reentrant)
+        } else {
+            Ok(self.model[2].value.expect("Some"))
+        };
+        assert_eq!(result, expected, "{at}: with (non-Clone watcher)");
+    }
+
+    /// SPEC §3.14 for the non-`Clone` watcher: `Debug` needs no `Clone`.
+    fn nc_debug(&mut self, reentry: Option<Reentry>, at: &Step) {
+        DEBUG_HOOK.set(reentry);
+        let shown = catch(|| format!("{NCW:?}"));
+        DEBUG_HOOK.set(None);
+        if reentry.is_some_and(Reentry::panics) {
+            assert_eq!(shown, Err(Injected::Reentrant), "{at}: Debug");
+            return;
+        }
+        let shown = shown.expect("Debug does not panic");
+        let value = format!("Nc({})", self.model[2].value.expect("Some"));
+        let version = self.model[2].version().to_string();
+        assert!(
+            shown.contains(&value) && shown.contains(&version),
+            "{at}: Debug {shown:?} lacks {value} or version {version}"
+        );
+    }
+
     // --- callbacks ---
 
     fn on_change(
@@ -2213,8 +2562,9 @@ impl Harness {
         REGISTERED
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .push(id);
+            .push((0, id));
         self.callbacks.push(MCallback {
+            watcher: 0,
             id: Some(id),
             kind: CbKind::Change {
                 reads,
@@ -2226,18 +2576,30 @@ impl Harness {
     }
 
     fn on_value(&mut self, target: u8, panics: bool, at: &Step) {
+        self.on_value_of(0, target, panics, at);
+    }
+
+    fn nc_on_value(&mut self, target: u8, panics: bool, at: &Step) {
+        self.on_value_of(2, target, panics, at);
+    }
+
+    /// `on_value` on watcher `w` (0 or 2).
+    fn on_value_of(&mut self, w: usize, target: u8, panics: bool, at: &Step) {
         let tag = self.callbacks.len();
-        let result = catch(|| {
-            MAIN.on_value(val(target), move || {
-                record(Event::Value { tag });
-                if panics {
-                    panic::panic_any(Injected::Callback(tag));
-                }
-            })
-        });
+        let f = move || {
+            record(Event::Value { tag });
+            if panics {
+                panic::panic_any(Injected::Callback(tag));
+            }
+        };
+        let result = if w == 0 {
+            catch(|| MAIN.on_value(val(target), f))
+        } else {
+            catch(|| NCW.on_value(nc(target), f))
+        };
         // SPEC §3.9: runs at once in the caller if the value is already the
         // target (a panic then propagates to the caller).
-        let at_once = self.model[0].value == Some(target);
+        let at_once = self.model[w].value == Some(target);
         let events = take_events();
         if at_once {
             assert_eq!(events, [Event::Value { tag }], "{at}: on_value at once");
@@ -2257,9 +2619,10 @@ impl Harness {
             REGISTERED
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
-                .push(id);
+                .push((w, id));
         }
         self.callbacks.push(MCallback {
+            watcher: w,
             id: result.ok(),
             kind: CbKind::Value { target },
             panics,
@@ -2275,7 +2638,7 @@ impl Harness {
         let cb = &mut self.callbacks[tag];
         let Some(id) = cb.id else { return };
         // SPEC §2: true if it was still registered.
-        let removed = MAIN.remove_callback(id);
+        let removed = remove_callback(cb.watcher, id);
         assert_eq!(
             removed, cb.live,
             "{at}: remove_callback of #{tag} ({:?})",

@@ -14,6 +14,7 @@ fn program(init: u8, ops: &[Op]) -> Program {
     Program {
         init,
         init_opt: None,
+        init_nc: 0,
         ops: ops.to_vec(),
     }
 }
