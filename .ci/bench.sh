@@ -18,7 +18,7 @@ export CARGO_TERM_COLOR=never
 step() { printf '\n=== %s ===\n' "$*"; }
 
 step "build benches"
-cargo bench --locked --no-run --bench peers --bench memory --bench instructions
+cargo bench --locked --no-run --bench peers --bench memory --bench instructions --bench handoff
 
 # The gungraun library and its runner binary must have the same version.
 want=$(awk '$0 == "name = \"gungraun\"" { getline; gsub(/"/, "", $3); print $3 }' Cargo.lock)
@@ -34,6 +34,8 @@ case "$mode" in
     --smoke)
         step "smoke: every criterion benchmark once"
         cargo bench --locked --bench peers -- --test
+        step "smoke: the hand-off ping-pong, every harness once"
+        cargo bench --locked --bench handoff -- --test
         step "memory"
         cargo bench --locked --bench memory
         step "instruction counts (valgrind)"
@@ -49,6 +51,8 @@ case "$mode" in
         cargo bench --locked --bench instructions
         step "criterion: value-watcher and its peers"
         cargo bench --locked --bench peers
+        step "hand-off ping-pong beside tokio on three harnesses"
+        cargo bench --locked --bench handoff
         ;;
     *)
         echo "usage: $0 [--smoke | --full]" >&2

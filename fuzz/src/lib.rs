@@ -1202,7 +1202,65 @@ fn reenter(reentry: Reentry, watcher: usize) {
     panic!("value-watcher-fuzz: reentrant {act:?} from under the lock returned");
 }
 
-/// A call that takes the lock of `watcher`.
+/// Polls, from under the lock, the wait in `slot` if it belongs to
+/// `watcher`; `false` if there is none. The poll either takes the lock (and
+/// panics with the crate's reentrancy message, before it changes the future
+/// or clones the waker: the panic is resumed after the future is put back),
+/// or, for a wait a setter already chose (its node `Ready`), completes
+/// without the lock: the crate's lock-free take. That poll is recorded as
+/// the wait's final poll, which the model checks like any other (it must
+/// have matched, with that value or panic), and then this hook panics with
+/// the reentrancy message itself, so that the hook has the same visible
+/// outcome in both cases and the model's prediction of it holds.
+fn poll_under_lock(slot: usize, watcher: usize) -> bool {
+    let Some((mut fut, id)) = with_slots(|slots| {
+        let wait = slots[slot].as_mut()?;
+        if wait.finished || wait.kind.watcher() != watcher {
+            return None;
+        }
+        Some((wait.fut.take()?, wait.id))
+    }) else {
+        return false;
+    };
+    let result = panic::catch_unwind(AssertUnwindSafe(|| {
+        fut.poll(&mut Context::from_waker(Waker::noop()))
+    }));
+    let result = match result {
+        Err(payload) if is_reentrant(&*payload) => {
+            with_slots(|slots| slots[slot].as_mut().expect("a polled slot stays").fut = Some(fut));
+            panic::resume_unwind(payload)
+        }
+        Err(payload) => match payload.downcast::<Injected>() {
+            Ok(injected) => {
+                INJECTED_PANICS.set(INJECTED_PANICS.get() + 1);
+                Err(*injected)
+            }
+            Err(other) => panic::resume_unwind(other),
+        },
+        Ok(Poll::Pending) => {
+            panic!("value-watcher-fuzz: a poll from under the lock registered")
+        }
+        Ok(ready) => Ok(ready),
+    };
+    with_slots(|slots| {
+        let wait = slots[slot].as_mut().expect("a polled slot stays");
+        wait.fut = Some(fut);
+        wait.finished = true;
+        wait.armed = false;
+    });
+    record_action(Action::Polled {
+        slot,
+        id,
+        result,
+        clone_hook: None,
+    });
+    panic::panic_any(format!(
+        "{REENTRANT} (the harness, after a poll that needed no lock)"
+    ))
+}
+
+/// A call that takes the lock of `watcher` (or panics as if it had: see
+/// [`poll_under_lock`]).
 fn locking_call(act: Inside, watcher: usize) {
     let no_id = NO_ID.get()[watcher].expect("set at the start of the run");
     match (act, watcher) {
@@ -1260,18 +1318,7 @@ fn locking_call(act: Inside, watcher: usize) {
             let _ = format!("{NCW:?}");
         }
         (Inside::PollWait(slot), _) => {
-            let slot = usize::from(slot) % WAIT_SLOTS;
-            // The poll takes the lock before anything else, so it panics
-            // before the future changes or clones the waker.
-            let polled = with_slots(|slots| {
-                let wait = slots[slot].as_mut()?;
-                if wait.finished || wait.kind.watcher() != watcher {
-                    return None;
-                }
-                let fut = wait.fut.as_mut()?;
-                Some(fut.poll(&mut Context::from_waker(Waker::noop())))
-            });
-            if polled.is_none() {
+            if !poll_under_lock(usize::from(slot) % WAIT_SLOTS, watcher) {
                 version_of(watcher);
             }
         }
