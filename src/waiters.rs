@@ -104,9 +104,13 @@ enum NodeState {
     Ready = 3,
 }
 
+/// The bits of [`Node::state`] that hold the [`NodeState`]; the lane is
+/// above them.
+const STATE_BITS: u8 = 0b11;
+
 impl NodeState {
     fn from_u8(v: u8) -> Self {
-        match v {
+        match v & STATE_BITS {
             0 => NodeState::Idle,
             1 => NodeState::Waiting,
             2 => NodeState::Queued,
@@ -121,8 +125,6 @@ type Link<T> = Option<NonNull<Node<T>>>;
 struct Inner<T> {
     prev: Link<T>,
     next: Link<T>,
-    /// Which of the `waiting` lanes holds the node while it is `Waiting`.
-    lane: u8,
     waker: Option<Waker>,
     /// A panic of the matcher (or of a `Clone` it called) during a setter's
     /// walk, for the future to resume. Uninhabited without `std`.
@@ -132,7 +134,10 @@ struct Inner<T> {
 /// A list node, the first field of every [`Waiter`].
 pub(crate) struct Node<T> {
     inner: UnsafeCell<Inner<T>>,
-    /// A [`NodeState`]. Written only under the lock, except by the owner of
+    /// A [`NodeState`] in the low two bits; while `Waiting`, the bits above
+    /// say which of the `waiting` lanes holds the node (one byte for both
+    /// keeps a node, and so every wait future, as small as before the state
+    /// became atomic). Written only under the lock, except by the owner of
     /// an `Idle` or `Ready` node. The setter that makes a node `Ready` stores
     /// it last, with `Release`, after every other write to the node and its
     /// matcher, and never touches the node again; so an owner that loads
@@ -180,7 +185,19 @@ unsafe fn state_of<T>(node: NonNull<Node<T>>, order: Ordering) -> NodeState {
     NodeState::from_u8(unsafe { node.as_ref() }.state.load(order))
 }
 
-/// Sets the state of `node`.
+/// The lane of a `Waiting` node.
+///
+/// # Safety
+///
+/// `node` points to a live `Waiting` node, and the caller holds the lock.
+#[inline]
+unsafe fn lane_of<T>(node: NonNull<Node<T>>) -> usize {
+    // SAFETY: the caller guarantees the node is live; `state` is atomic, and
+    // under the lock `Relaxed` sees the last store (made under the lock too).
+    usize::from(unsafe { node.as_ref() }.state.load(Ordering::Relaxed) >> 2)
+}
+
+/// Sets the state of `node` (and clears its lane).
 ///
 /// # Safety
 ///
@@ -284,6 +301,9 @@ impl<T> List<T> {
 /// calls. A power of two.
 const LANES: usize = 4;
 
+// A lane number lives in the six bits of `Node::state` above the state.
+const _: () = assert!(LANES <= 1 << 6);
+
 /// The lists of one watcher: nodes waiting for a transition, spread over
 /// [`LANES`] lanes in registration order (round-robin), and nodes a setter
 /// has chosen but not woken yet (its wake batch was full).
@@ -365,6 +385,8 @@ impl<T> Waiters<T> {
             Ok(true) => None,
             Err(payload) => Some(payload),
         };
+        // SAFETY: the node is linked in this lane (the caller guarantees it).
+        debug_assert_eq!(unsafe { lane_of(node) }, lane);
         // SAFETY: the caller guarantees `node` is linked in this lane.
         unsafe { self.waiting[lane].unlink(node) };
         debug_assert_eq!(
@@ -376,7 +398,6 @@ impl<T> Waiters<T> {
         // SAFETY: we hold the lock; the node is now in no list.
         let waker = unsafe {
             with_inner(node, |n| {
-                debug_assert_eq!(usize::from(n.lane), lane);
                 n.panic = panic;
                 if queue { None } else { n.waker.take() }
             })
@@ -409,11 +430,10 @@ impl<T> Waiters<T> {
         // SAFETY: the caller guarantees the node is live and in no list.
         unsafe {
             debug_assert_eq!(state_of(node, Ordering::Relaxed), NodeState::Idle);
-            set_state(node, NodeState::Waiting, Ordering::Relaxed);
-            with_inner(node, |n| {
-                n.lane = lane;
-                n.waker = Some(waker);
-            });
+            node.as_ref()
+                .state
+                .store(NodeState::Waiting as u8 | lane << 2, Ordering::Relaxed);
+            with_inner(node, |n| n.waker = Some(waker));
             self.waiting[usize::from(lane)].push_back(node);
         }
     }
@@ -424,10 +444,10 @@ impl<T> Waiters<T> {
     ///
     /// `node` is `Waiting` in these lists, and the caller holds the lock.
     unsafe fn unlink_waiting(&mut self, node: NonNull<Node<T>>) {
-        // SAFETY: the caller guarantees the node is linked, hence live.
-        let lane = unsafe { with_inner(node, |n| n.lane) };
+        // SAFETY: the caller guarantees the node is `Waiting`; lock held.
+        let lane = unsafe { lane_of(node) };
         // SAFETY: a `Waiting` node is linked in the lane it records.
-        unsafe { self.waiting[usize::from(lane)].unlink(node) };
+        unsafe { self.waiting[lane].unlink(node) };
     }
 
     /// Moves wakers of queued nodes into `batch` until it is full, and flags
@@ -495,7 +515,6 @@ impl<T, M: Matcher<T>> Waiter<T, M> {
                 inner: UnsafeCell::new(Inner {
                     prev: None,
                     next: None,
-                    lane: 0,
                     waker: None,
                     panic: None,
                 }),

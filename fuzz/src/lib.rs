@@ -1191,7 +1191,16 @@ fn reenter(reentry: Reentry, watcher: usize) {
         return;
     }
     if reentry.propagate {
-        locking_call(act, watcher);
+        // The crate's panic leaves the hook, as `Injected::Reentrant`: a
+        // waiter's function that panics this way has its panic stored and
+        // resumed by its own future's later poll, and a poll from under the
+        // lock must tell that resumed panic (the future is finished) from
+        // the crate's fresh reentrancy panic (the future is untouched).
+        match panic::catch_unwind(AssertUnwindSafe(|| locking_call(act, watcher))) {
+            Err(payload) if is_reentrant(&*payload) => panic::panic_any(Injected::Reentrant),
+            Err(payload) => panic::resume_unwind(payload),
+            Ok(()) => {}
+        }
     } else {
         match panic::catch_unwind(AssertUnwindSafe(|| locking_call(act, watcher))) {
             Err(payload) if is_reentrant(&*payload) => return,

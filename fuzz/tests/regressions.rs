@@ -3,7 +3,8 @@
 #![cfg(panic = "unwind")]
 
 use value_watcher_fuzz::{
-    CountingAllocator, Inside, Kind, Op, Outside, Pred, Program, Reentry, WakerChoice, run,
+    Block, CountingAllocator, EdgeFn, Inside, Kind, Op, Outside, Pred, Program, Reentry,
+    WakerChoice, run,
 };
 
 /// Turns on the harness's allocation checks (SPEC §3.8).
@@ -275,4 +276,49 @@ fn poisoned_wait_polled_twice_by_hooks_in_one_step() {
             Op::Set(0),
         ],
     ));
+}
+
+/// Found by the campaign with `critical-section` (a harness bug, not the
+/// crate's): 45 `wait_transition` waiters whose function, on the edge from
+/// 89, polls another wait from under the lock and lets the crate's
+/// reentrancy panic leave it. The setter stores each such panic in its
+/// waiter; when a later function polls one of those waiters, the crate
+/// resumes the stored panic without the lock and the future is finished,
+/// but the harness took that panic, which carried the crate's message, for
+/// a fresh reentrancy panic of a lock it had not taken, and polled the
+/// finished future again. A propagated reentrancy panic now leaves the hook
+/// as `Injected::Reentrant`, so the two are told apart.
+#[test]
+fn stored_reentrancy_panic_resumed_from_under_the_lock() {
+    run(&Program {
+        init: 0,
+        init_opt: None,
+        init_nc: 42,
+        ops: vec![
+            Op::WaitMany {
+                slot: 192,
+                count: 45,
+                kind: Kind::Transition(EdgeFn::Reenters(
+                    89,
+                    0,
+                    Reentry {
+                        act: Inside::PollWait(141),
+                        propagate: true,
+                    },
+                )),
+                immediate: true,
+            },
+            Op::Set(181),
+            Op::SetActing(202, Outside::PollStream(202)),
+            Op::SetActing(202, Outside::Poll(0)),
+            Op::Set(1),
+            Op::Blocking {
+                kind: Kind::Some,
+                immediate: true,
+                how: Block::Wait,
+            },
+            Op::SetActing(202, Outside::PollStream(202)),
+            Op::SetActing(0, Outside::Poll(0)),
+        ],
+    });
 }
