@@ -7,7 +7,7 @@
 # assertions are on (in release, for speed) so the crate's `debug_assert!`s
 # of every node state transition run in every interleaving.
 #
-# 23 of the 29 models run exhaustively (no preemption bound); the six
+# 25 of the 31 models run exhaustively (no preemption bound); the six
 # largest use LOOM_MAX_PREEMPTIONS (default 2) plus 1, 2 or 3. Measured on the
 # 2-core machine, shared with other builds: the models run in 10 s at the
 # default (several_waiters_two_setters, 115,000 interleavings, is most of
