@@ -250,61 +250,59 @@ impl<T, M: Matcher<T>> Future for Wait<'_, T, M> {
             "value-watcher: wait future polled after it completed"
         );
         let waiter = this.waiter();
-        // Woken by a setter that chose this waiter: take the outcome without
-        // the lock (the setter published it with `Release`).
-        if let Some(mut leftover) = waiter.take_ready() {
-            this.done.set(true);
-            return match leftover.panic.take() {
-                Some(payload) => {
-                    drop(leftover);
-                    unwind::resume(payload)
-                }
-                None => match waiter.take_output_idle() {
-                    Some(output) => Poll::Ready(output),
-                    None => unreachable!("a chosen waiter holds its output"),
-                },
-            };
-        }
-        // Declared before the guard, so that on every path, panics included,
-        // the waker and panic payload it may hold are dropped after the lock
-        // is released.
-        let mut leftover;
-        let output = {
-            let mut guard = this.watcher.state.lock();
-            let state = &mut *guard;
-            leftover = waiter.take_outcome_locked(&mut state.waiters);
-            if leftover.ready {
-                match leftover.panic.take() {
-                    Some(payload) => Err(payload),
-                    None => match waiter.take_output_locked(&mut state.waiters) {
-                        Some(output) => Ok(output),
-                        None => unreachable!("a chosen waiter holds its output"),
-                    },
-                }
-            } else {
-                let current = if this.immediate && !waiter.is_armed() {
-                    waiter.check_current_locked(&mut state.waiters, &state.value)
-                } else {
-                    None
-                };
-                match current {
-                    Some(output) => Ok(output),
-                    None => {
-                        // The check above and this registration share one
-                        // critical section: no transition can fall between.
-                        leftover.waker = waiter.register_locked(&mut state.waiters, cx.waker());
-                        drop(guard);
-                        drop(leftover);
-                        return Poll::Pending;
+        // Woken by a setter that chose this waiter: its outcome is taken
+        // without the lock (the setter published it with `Release`).
+        let mut leftover = match waiter.take_ready() {
+            Some(leftover) => leftover,
+            None => {
+                // Declared before the guard, so that on every path, panics
+                // included, the waker and panic payload it may hold are
+                // dropped after the lock is released.
+                let mut leftover;
+                let current = {
+                    let mut guard = this.watcher.state.lock();
+                    let state = &mut *guard;
+                    leftover = waiter.take_outcome_locked(&mut state.waiters);
+                    if leftover.ready {
+                        None
+                    } else {
+                        let current = if this.immediate && !waiter.is_armed() {
+                            waiter.check_current_locked(&mut state.waiters, &state.value)
+                        } else {
+                            None
+                        };
+                        if current.is_none() {
+                            // The check above and this registration share one
+                            // critical section: no transition can fall between.
+                            leftover.waker =
+                                waiter.register_locked(&mut state.waiters, cx.waker());
+                            drop(guard);
+                            drop(leftover);
+                            return Poll::Pending;
+                        }
+                        current
                     }
+                };
+                if let Some(output) = current {
+                    drop(leftover);
+                    this.done.set(true);
+                    return Poll::Ready(output);
                 }
+                leftover
             }
         };
-        drop(leftover);
+        // A setter chose the node (the lock-free take or the locked one): it
+        // is `Idle` now and only ours, so its output is taken without the
+        // lock. One copy of this tail per wait type.
         this.done.set(true);
-        match output {
-            Ok(output) => Poll::Ready(output),
-            Err(payload) => unwind::resume(payload),
+        let panic = leftover.panic.take();
+        drop(leftover);
+        match panic {
+            Some(payload) => unwind::resume(payload),
+            None => match waiter.take_output_idle() {
+                Some(output) => Poll::Ready(output),
+                None => unreachable!("a chosen waiter holds its output"),
+            },
         }
     }
 }

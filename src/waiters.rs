@@ -562,7 +562,9 @@ impl<T, M: Matcher<T>> Waiter<T, M> {
     }
 
     /// Takes the output a setter left in the matcher, after
-    /// [`Waiter::take_ready`] returned the node to `Idle` without the lock.
+    /// [`Waiter::take_ready`] (without the lock) or
+    /// [`Waiter::take_outcome_locked`] (with it) returned the chosen node to
+    /// `Idle`.
     pub(crate) fn take_output_idle(self: Pin<&Self>) -> Option<M::Output> {
         debug_assert!(!self.armed.get());
         // SAFETY: the node is `Idle` (not armed): no setter can reach it, so
@@ -572,15 +574,36 @@ impl<T, M: Matcher<T>> Waiter<T, M> {
         self.matcher.with_mut(|m| unsafe { (*m).take() })
     }
 
-    /// Takes the output a setter left in the matcher (after
-    /// [`Waiter::take_outcome_locked`] reported the node ready).
-    pub(crate) fn take_output_locked(
-        self: Pin<&Self>,
-        _waiters: &mut Waiters<T>,
-    ) -> Option<M::Output> {
-        // SAFETY: as in `check_current_locked`.
-        self.matcher.with_mut(|m| unsafe { (*m).take() })
+}
+
+/// [`Waiter::take_ready`], generic over `T` only, so that every wait type of
+/// one `T` shares one copy (code size on small targets).
+///
+/// # Safety
+///
+/// `node` is the node of the live, pinned `Waiter` whose owner flag is
+/// `armed`, and the caller is that waiter's owner.
+unsafe fn take_ready<T>(node: NonNull<Node<T>>, armed: &Cell<bool>) -> Option<Leftover> {
+    if !armed.get() {
+        return None;
     }
+    // SAFETY: armed, so the node is live (the caller's own waiter).
+    // `Acquire` pairs with the setter's `Release` store of `Ready`, its last
+    // access to the node.
+    if unsafe { state_of(node, Ordering::Acquire) } != NodeState::Ready {
+        return None;
+    }
+    // SAFETY: `Ready` was loaded with `Acquire`: the node is in no list, no
+    // setter touches it again, and we own it (see `Node::state`).
+    unsafe { set_state(node, NodeState::Idle, Ordering::Relaxed) };
+    armed.set(false);
+    // SAFETY: as above; the node is now `Idle` and owned by us.
+    let panic = unsafe { with_inner(node, |n| n.panic.take()) };
+    Some(Leftover {
+        ready: true,
+        panic,
+        waker: None,
+    })
 }
 
 /// What a node gives back when it leaves the lists: whether a setter chose
@@ -632,26 +655,8 @@ impl<T, M> Waiter<T, M> {
     /// This is the woken future's fast path: it does not touch the watcher's
     /// lock, whose cache line the setter that woke it has just written.
     pub(crate) fn take_ready(self: Pin<&Self>) -> Option<Leftover> {
-        if !self.armed.get() {
-            return None;
-        }
-        let node = self.node_ptr();
-        // SAFETY: armed, so the node is live (it is part of `self`). `Acquire`
-        // pairs with the setter's `Release` store of `Ready`, its last access.
-        if unsafe { state_of(node, Ordering::Acquire) } != NodeState::Ready {
-            return None;
-        }
-        // SAFETY: `Ready` was loaded with `Acquire`: the node is in no list,
-        // no setter touches it again, and we own it (see `Node::state`).
-        unsafe { set_state(node, NodeState::Idle, Ordering::Relaxed) };
-        self.armed.set(false);
-        // SAFETY: as above; the node is now `Idle` and owned by us.
-        let panic = unsafe { with_inner(node, |n| n.panic.take()) };
-        Some(Leftover {
-            ready: true,
-            panic,
-            waker: None,
-        })
+        // SAFETY: the node is part of `self`, and `armed` is its owner flag.
+        unsafe { take_ready(self.node_ptr(), &self.armed) }
     }
 
     /// Makes sure the node is waiting and will wake `waker`; returns the
