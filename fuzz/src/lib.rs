@@ -1231,8 +1231,10 @@ fn poll_under_lock(slot: usize, watcher: usize) -> bool {
     }) else {
         return false;
     };
+    // The output is handed out under the lock; its `Drop` (which may act on
+    // a watcher) runs when the step is settled.
     let result = panic::catch_unwind(AssertUnwindSafe(|| {
-        fut.poll(&mut Context::from_waker(Waker::noop()))
+        fut.poll_deferring_drop(&mut Context::from_waker(Waker::noop()))
     }));
     let result = match result {
         Err(payload) if is_reentrant(&*payload) => {
@@ -1473,7 +1475,47 @@ enum Fut {
     Mapped(Pin<Box<dyn Future<Output = Mapped>>>),
 }
 
+thread_local! {
+    /// Outputs handed out by a poll from under a watcher's lock (see
+    /// [`poll_under_lock`]): the `Drop` of a `wait_map` output may act, and
+    /// an action that takes a lock must run outside it, so they are dropped
+    /// when the step's actions are settled.
+    static DEFERRED_DROPS: RefCell<Vec<Box<dyn std::any::Any>>> = const { RefCell::new(Vec::new()) };
+}
+
+fn defer_drop<O: 'static>(output: O) {
+    DEFERRED_DROPS.with(|d| d.borrow_mut().push(Box::new(output)));
+}
+
+/// Drops the deferred outputs (outside any lock); their actions are
+/// recorded like any hook's.
+fn drop_deferred() {
+    let outputs = DEFERRED_DROPS.with(|d| std::mem::take(&mut *d.borrow_mut()));
+    drop(outputs);
+}
+
 impl Fut {
+    /// [`Fut::poll`], keeping a ready output alive until [`drop_deferred`].
+    fn poll_deferring_drop(&mut self, cx: &mut Context<'_>) -> Poll<MV> {
+        match self {
+            Fut::Main(fut) => fut.as_mut().poll(cx).map(|v| {
+                let x = Some(v.0);
+                defer_drop(v);
+                x
+            }),
+            Fut::Opt(fut) => fut.as_mut().poll(cx).map(|v| {
+                let x = v.as_ref().map(|v| v.0);
+                defer_drop(v);
+                x
+            }),
+            Fut::Mapped(fut) => fut.as_mut().poll(cx).map(|u| {
+                let x = Some(u.0);
+                defer_drop(u);
+                x
+            }),
+        }
+    }
+
     fn poll(&mut self, cx: &mut Context<'_>) -> Poll<MV> {
         match self {
             Fut::Main(fut) => fut.as_mut().poll(cx).map(|v| Some(v.0)),
@@ -1636,6 +1678,8 @@ pub fn run(program: &Program) {
     install_panic_hook();
     let _one_at_a_time = RUN.lock().unwrap_or_else(PoisonError::into_inner);
     ACTING.store(false, Ordering::Relaxed);
+    // Leftovers of a run that panicked (in a test); not acting now.
+    drop_deferred();
     CLONE_PANICS.set(false);
     DEBUG_HOOK.set(None);
     take_events();
@@ -2362,6 +2406,7 @@ impl Harness {
     /// waiter after another waker completed it.
     fn settle_actions(&mut self, at: &Step) {
         loop {
+            drop_deferred();
             let actions: Vec<Action> = ACTIONS.with(|a| a.borrow_mut().drain(..).collect());
             if actions.is_empty() {
                 return;

@@ -3,8 +3,8 @@
 #![cfg(panic = "unwind")]
 
 use value_watcher_fuzz::{
-    Block, CountingAllocator, EdgeFn, Inside, Kind, Op, Outside, Pred, Program, Reentry,
-    WakerChoice, run,
+    Block, Cond, CountingAllocator, EdgeFn, Inside, Kind, MapFn, Op, Outside, Pred, Program,
+    Reentry, WakerChoice, run,
 };
 
 /// Turns on the harness's allocation checks (SPEC §3.8).
@@ -319,6 +319,67 @@ fn stored_reentrancy_panic_resumed_from_under_the_lock() {
             },
             Op::SetActing(202, Outside::PollStream(202)),
             Op::SetActing(0, Outside::Poll(0)),
+        ],
+    });
+}
+
+/// Found by the campaign with `critical-section` (a harness bug): a hook
+/// under the lock polls a `wait_map` that a setter already chose, which
+/// completes without the lock and hands the hook its output, whose `Drop`
+/// polls another wait. The harness dropped that output at once, under the
+/// lock, where the poll it acts must panic; outputs handed out under the
+/// lock are now dropped when the step's actions are settled, as the user's
+/// code would have to.
+#[test]
+fn output_handed_out_under_the_lock_dropped_outside() {
+    let map = |pred, drop_action| Kind::Map(MapFn { pred, drop_action });
+    run(&Program {
+        init: 0,
+        init_opt: None,
+        init_nc: 128,
+        ops: vec![
+            Op::WaitMany {
+                slot: 45,
+                count: 45,
+                kind: map(
+                    Pred::Reenters(
+                        216,
+                        216,
+                        Reentry {
+                            act: Inside::PollWait(2),
+                            propagate: false,
+                        },
+                    ),
+                    Some(Outside::Poll(0)),
+                ),
+                immediate: false,
+            },
+            Op::Set(0),
+            poll(1),
+            Op::PollStream(153),
+            Op::SetIf(15, Cond::Always),
+            Op::Get,
+            Op::WaitMany {
+                slot: 164,
+                count: 194,
+                kind: Kind::NcMap(MapFn {
+                    pred: Pred::Reenters(
+                        255,
+                        255,
+                        Reentry {
+                            act: Inside::With,
+                            propagate: true,
+                        },
+                    ),
+                    drop_action: None,
+                }),
+                immediate: true,
+            },
+            Op::Poll {
+                slot: 115,
+                waker: WakerChoice::Fresh,
+            },
+            Op::SetActing(0, Outside::Drop(44)),
         ],
     });
 }
