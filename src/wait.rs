@@ -274,8 +274,7 @@ impl<T, M: Matcher<T>> Future for Wait<'_, T, M> {
                         if current.is_none() {
                             // The check above and this registration share one
                             // critical section: no transition can fall between.
-                            leftover.waker =
-                                waiter.register_locked(&mut state.waiters, cx.waker());
+                            leftover.waker = waiter.register_locked(&mut state.waiters, cx.waker());
                             drop(guard);
                             drop(leftover);
                             return Poll::Pending;

@@ -573,7 +573,6 @@ impl<T, M: Matcher<T>> Waiter<T, M> {
         // before its `Release` store that `take_ready` acquired.
         self.matcher.with_mut(|m| unsafe { (*m).take() })
     }
-
 }
 
 /// [`Waiter::take_ready`], generic over `T` only, so that every wait type of
