@@ -164,9 +164,9 @@
 //! panic travels like any other panic of that hook (see [Panics](#panics)).
 //! Creating a wait future needs no lock and works there, as does dropping one
 //! that was never polled; creating a `changes()` stream reads the version, so
-//! it panics. Dropping a wait future that a setter has already chosen and
-//! woken needs no lock either (the setter left it in no list), so it works
-//! there too. Dropping a wait future or stream that is still registered
+//! it panics. A wait future that a setter has already chosen and woken needs
+//! no lock either (the setter left it in no list): polling it there completes
+//! with its captured output, and dropping it just works. Dropping a wait future or stream that is still registered
 //! cannot unregister from there and must not unwind either (its memory would
 //! be freed while still linked), so it aborts the process with a message.
 //!

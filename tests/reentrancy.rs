@@ -1003,3 +1003,25 @@ fn chosen_future_dropped_in_set_if() {
     assert!(w.set("d".to_owned()));
     assert_eq!(poll_noop(next.as_mut()), Poll::Ready("d".to_owned()));
 }
+
+/// A chosen future polled from under its watcher's lock (inside `with`)
+/// takes its outcome without the lock, so it completes there with the value
+/// its setter captured, with either lock, and the watcher is intact.
+#[test]
+fn chosen_future_polled_in_with() {
+    let w = ValueWatcher::new(String::from("a"));
+    let mut fut = Box::pin(w.wait_for("b".to_owned()));
+    assert!(poll_noop(fut.as_mut()).is_pending());
+    assert!(w.set("b".to_owned()));
+    assert!(w.set("c".to_owned())); // the captured "b" is what it must yield
+    let got = w.with(|current| {
+        assert_eq!(current, "c");
+        poll_noop(fut.as_mut())
+    });
+    assert_eq!(got, Poll::Ready("b".to_owned()));
+    drop(fut);
+    let mut next = Box::pin(w.wait_for("d".to_owned()));
+    assert!(poll_noop(next.as_mut()).is_pending());
+    assert!(w.set("d".to_owned()));
+    assert_eq!(poll_noop(next.as_mut()), Poll::Ready("d".to_owned()));
+}
