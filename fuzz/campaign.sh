@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # A long fuzzing campaign: both lock back ends one after the other, two
-# libFuzzer workers each (this machine's 2 cores), under AddressSanitizer,
+# libFuzzer workers each (this machine's 2 cores), under AddressSanitizer
+# with the target's defaults (no stack-use-after-return detection) and
+# without -trace-compares (both for speed: fuzz/README.md, "Speed"),
 # starting from the checked-in corpus. The grown corpora and the workers'
 # logs stay in OUT; a crash leaves its input in fuzz/artifacts/ops/.
 #
@@ -21,10 +23,10 @@ for lock in ${LOCKS:-spinlock critical-section}; do
     [ "$lock" = critical-section ] && features=(--features critical-section)
     mkdir -p "$out/$lock" "$out/logs-$lock"
     cp -n fuzz/corpus/ops/* "$out/$lock/"
-    cargo +nightly fuzz build ops "${features[@]}"
+    cargo +nightly fuzz build --no-trace-compares ops "${features[@]}"
     echo "== $lock: start $(date +%T), commit $(git rev-parse --short HEAD)"
     (cd "$out/logs-$lock" &&
-        cargo +nightly fuzz run --fuzz-dir "$root/fuzz" ops "${features[@]}" "$out/$lock" -- \
+        cargo +nightly fuzz run --no-trace-compares --fuzz-dir "$root/fuzz" ops "${features[@]}" "$out/$lock" -- \
             -jobs=2 -workers=2 -max_total_time="${SECONDS_PER_LOCK:-1800}" -timeout=20 \
             -print_final_stats=1 >run.out 2>&1) || status=1
     echo "== $lock: end $(date +%T)"
