@@ -5,10 +5,10 @@ use core::cell::Cell;
 use core::fmt;
 use core::future::Future;
 use core::pin::Pin;
-use core::task::{Context, Poll};
+use core::task::{Context, Poll, Waker};
 
 use crate::unwind;
-use crate::waiters::{Matcher, Waiter};
+use crate::waiters::{Leftover, Matcher, Offer, RawWaiter, Waiter};
 use crate::watcher::ValueWatcher;
 
 // === matchers ===
@@ -250,49 +250,29 @@ impl<T, M: Matcher<T>> Future for Wait<'_, T, M> {
             "value-watcher: wait future polled after it completed"
         );
         let waiter = this.waiter();
-        // Woken by a setter that chose this waiter: its outcome is taken
-        // without the lock (the setter published it with `Release`).
-        let mut leftover = match waiter.take_ready() {
-            Some(leftover) => leftover,
-            None => {
-                // Declared before the guard, so that on every path, panics
-                // included, the waker and panic payload it may hold are
-                // dropped after the lock is released.
-                let mut leftover;
-                let current = {
-                    let mut guard = this.watcher.state.lock();
-                    let state = &mut *guard;
-                    leftover = waiter.take_outcome_locked(&mut state.waiters);
-                    if leftover.ready {
-                        None
-                    } else {
-                        let current = if this.immediate && !waiter.is_armed() {
-                            waiter.check_current_locked(&mut state.waiters, &state.value)
-                        } else {
-                            None
-                        };
-                        if current.is_none() {
-                            // The check above and this registration share one
-                            // critical section: no transition can fall between.
-                            leftover.waker = waiter.register_locked(&mut state.waiters, cx.waker());
-                            drop(guard);
-                            drop(leftover);
-                            return Poll::Pending;
-                        }
-                        current
-                    }
-                };
-                if let Some(output) = current {
-                    drop(leftover);
-                    this.done.set(true);
-                    return Poll::Ready(output);
-                }
-                leftover
-            }
+        // The matcher call for the first check: on hosted targets the
+        // constant one, so that the matcher inlines into this poll; on
+        // bare-metal targets the node's copy, so that every wait type of one
+        // `T` shares one `poll_waiter`.
+        let offer = if cfg!(target_os = "none") {
+            waiter.stored_offer()
+        } else {
+            Waiter::<T, M>::OFFER
         };
-        // A setter chose the node (the lock-free take or the locked one): it
-        // is `Idle` now and only ours, so its output is taken without the
-        // lock. One copy of this tail per wait type.
+        // SAFETY: `offer` is this waiter's.
+        let Poll::Ready(mut leftover) = (unsafe {
+            poll_waiter(
+                this.watcher,
+                waiter.raw(),
+                offer,
+                this.immediate,
+                cx.waker(),
+            )
+        }) else {
+            return Poll::Pending;
+        };
+        // The node is `Idle` now and only ours, so its output is taken
+        // without the lock.
         this.done.set(true);
         let panic = leftover.panic.take();
         drop(leftover);
@@ -300,9 +280,67 @@ impl<T, M: Matcher<T>> Future for Wait<'_, T, M> {
             Some(payload) => unwind::resume(payload),
             None => match waiter.take_output_idle() {
                 Some(output) => Poll::Ready(output),
-                None => unreachable!("a chosen waiter holds its output"),
+                None => unreachable!("a finished waiter holds its output"),
             },
         }
+    }
+}
+
+/// The part of [`Wait::poll`] that does not depend on the matcher's type:
+/// one copy per `T`, shared by every wait type (code size on small
+/// targets). `Ready` when the wait is over: a setter chose the node (its
+/// output, or the matcher's panic in the leftover) or the current value
+/// matched (its output); either way the node is `Idle` and the output is
+/// in the matcher. The caller drops the leftover (a panic payload, a
+/// replaced waker) itself, after the lock is released.
+///
+/// Inlined into each wait type's `poll` on hosted targets, where speed
+/// matters more than bytes; one shared copy on bare-metal targets.
+///
+/// # Safety
+///
+/// `offer` is the matcher call of the waiter `waiter` came from.
+#[cfg_attr(not(target_os = "none"), inline(always))]
+unsafe fn poll_waiter<T>(
+    watcher: &ValueWatcher<T>,
+    waiter: RawWaiter<'_, T>,
+    offer: Offer<T>,
+    immediate: bool,
+    waker: &Waker,
+) -> Poll<Leftover> {
+    // Woken by a setter that chose this waiter: its outcome is taken
+    // without the lock (the setter published it with `Release`).
+    if let Some(leftover) = waiter.take_ready() {
+        return Poll::Ready(leftover);
+    }
+    // Declared before the guard, so that on every path, panics included
+    // (a panicking matcher or waker `clone` below), what it holds is
+    // dropped after the lock is released.
+    let mut leftover;
+    let done = {
+        let mut guard = watcher.state.lock();
+        let state = &mut *guard;
+        // A node chosen between the check above and the lock.
+        leftover = waiter.take_outcome_locked(&mut state.waiters);
+        if leftover.ready
+            || (immediate
+                && !waiter.is_armed()
+                // SAFETY: the caller guarantees `offer` is this waiter's.
+                && unsafe { waiter.check_current_locked(offer, &mut state.waiters, &state.value) })
+        {
+            true
+        } else {
+            // The check above and this registration share one critical
+            // section: no transition can fall between.
+            leftover.waker = waiter.register_locked(&mut state.waiters, waker);
+            false
+        }
+    };
+    if done {
+        Poll::Ready(leftover)
+    } else {
+        drop(leftover);
+        Poll::Pending
     }
 }
 
@@ -314,21 +352,27 @@ impl<T, M> Drop for Wait<'_, T, M> {
         // SAFETY: the node is armed only after a poll, which pinned `self`;
         // pinned values are dropped in place, so this is the same address.
         let this = unsafe { Pin::new_unchecked(&*self) };
-        // A setter chose it and is done with it: nothing to unlink.
-        if let Some(leftover) = this.waiter().take_ready() {
-            drop(leftover);
-            return;
-        }
-        // `lock_for_drop`: this destructor must unlink the node before the
-        // memory goes away, so it must neither unwind nor return early. A
-        // reentrant drop (from user code under this watcher's lock) aborts
-        // with the critical-section lock and deadlocks with the spinlock.
-        let leftover = this
-            .waiter()
-            .cancel_locked(&mut this.watcher.state.lock_for_drop().waiters);
-        // A captured value, panic payload or waker is dropped without the lock.
-        drop(leftover);
+        unregister(this.watcher, this.waiter().raw());
     }
+}
+
+/// Unregisters an armed waiter for the `Drop` of its future or stream,
+/// whatever its matcher (one copy per `T` on bare-metal targets; inlined
+/// as [`poll_waiter`] is on hosted ones).
+#[cfg_attr(not(target_os = "none"), inline(always))]
+fn unregister<T>(watcher: &ValueWatcher<T>, waiter: RawWaiter<'_, T>) {
+    // A setter chose it and is done with it: nothing to unlink.
+    if let Some(leftover) = waiter.take_ready() {
+        drop(leftover);
+        return;
+    }
+    // `lock_for_drop`: the destructor must unlink the node before the
+    // memory goes away, so it must neither unwind nor return early. A
+    // reentrant drop (from user code under this watcher's lock) aborts
+    // with the critical-section lock and deadlocks with the spinlock.
+    let leftover = waiter.cancel_locked(&mut watcher.state.lock_for_drop().waiters);
+    // A captured value, panic payload or waker is dropped without the lock.
+    drop(leftover);
 }
 
 // === the public future types ===
@@ -854,7 +898,7 @@ impl<T: Clone> futures_core::Stream for Changes<'_, T> {
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<T>> {
         let this = &mut *self;
-        let waiter = this.waiter.as_ref();
+        let waiter = this.waiter.as_ref().raw();
         // Declared before the guard: dropped after the lock is released.
         let mut leftover;
         let value = {
@@ -887,11 +931,7 @@ impl<T> Drop for Changes<'_, T> {
         if self.waiter.is_armed() {
             // As in `Wait::drop`: the node must be unlinked before the `Box`
             // is freed, so a reentrant drop aborts rather than unwinds.
-            let leftover = self
-                .waiter
-                .as_ref()
-                .cancel_locked(&mut self.watcher.state.lock_for_drop().waiters);
-            drop(leftover);
+            unregister(self.watcher, self.waiter.as_ref().raw());
         }
     }
 }

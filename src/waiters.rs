@@ -6,7 +6,7 @@
 //! Every wait future embeds a [`Waiter`]: a list [`Node`] followed by the
 //! future's predicate (its [`Matcher`]). When a future is first polled and does
 //! not complete at once, its node is appended to one of the watcher's `waiting`
-//! lists (four lanes, filled round-robin).
+//! lists (four lanes, filled round-robin; one on bare-metal targets).
 //! The node lives inside the pinned future, so registering allocates nothing,
 //! and a dropped future unlinks its node in O(1) through its own `prev`/`next`
 //! links, without searching.
@@ -41,9 +41,15 @@
 //!
 //! `Idle -> Waiting` happens in the future's poll; `Waiting -> Ready|Queued` in
 //! a setter's walk; `Queued -> Ready` in a setter's drain; `Ready|Queued ->
-//! Idle` when the future takes its outcome or is dropped. The future keeps an
+//! Idle` when the future takes its outcome or is dropped. The node carries an
 //! owner-only flag (`armed`) that is false exactly when the node is `Idle`, so
 //! dropping a future that never registered needs no lock.
+//!
+//! The owner's steps (take, register, cancel) need only the node
+//! ([`RawWaiter`]), not the matcher's type, so one copy of them serves every
+//! wait type of one `T`; the owner's first check calls the matcher through
+//! the same type-erased pointer the setter uses (on bare-metal targets; on
+//! hosts directly, inlined).
 //!
 //! The state is an atomic byte beside the lock-guarded fields. A setter
 //! makes a node `Ready` with a `Release` store as its very last access to
@@ -63,7 +69,7 @@
 //! no window in which a wake-up can be lost.
 
 use core::cell::Cell;
-use core::marker::PhantomPinned;
+use core::marker::{PhantomData, PhantomPinned};
 use core::mem::MaybeUninit;
 use core::pin::Pin;
 use core::ptr::NonNull;
@@ -143,9 +149,16 @@ pub(crate) struct Node<T> {
     /// matcher, and never touches the node again; so an owner that loads
     /// `Ready` with `Acquire` may take the outcome without the lock.
     state: AtomicU8,
-    /// Offers a transition to the matcher of the `Waiter<T, M>` this node
-    /// heads.
-    offer: unsafe fn(NonNull<Node<T>>, &T, &T) -> bool,
+    /// Offers a value to the matcher of the `Waiter<T, M>` this node heads:
+    /// a transition from `Some(old)` (a setter's walk), or the current value
+    /// with `None` (the owner's first check, through this pointer on
+    /// bare-metal targets, so that their poll needs no copy per matcher
+    /// type).
+    offer: Offer<T>,
+    /// Owner-only: false exactly when the node is `Idle`. Never read by
+    /// setters. Here rather than beside the matcher, so that the owner's
+    /// steps ([`RawWaiter`]) need only the node's address.
+    armed: Cell<bool>,
     /// Linked nodes are pointed to, so they must not move: this makes every
     /// future that embeds one `!Unpin`.
     _pinned: PhantomPinned,
@@ -299,7 +312,11 @@ impl<T> List<T> {
 /// hundreds of waiters, whose nodes sit in separately allocated futures, the
 /// walk is bound by the latency of loading each node, not by the predicate
 /// calls. A power of two.
-const LANES: usize = 4;
+///
+/// One on bare-metal targets (`target_os = "none"`): a microcontroller
+/// without a data cache gains nothing from overlapping loads, and one lane
+/// takes the lane bookkeeping out of its flash.
+const LANES: usize = if cfg!(target_os = "none") { 1 } else { 4 };
 
 // A lane number lives in the six bits of `Node::state` above the state.
 const _: () = assert!(LANES <= 1 << 6);
@@ -380,7 +397,7 @@ impl<T> Waiters<T> {
         let offer = unsafe { node.as_ref().offer };
         // SAFETY: `node` heads the `Waiter` whose matcher `offer` was built
         // for, and the lock we hold is what serializes matcher calls.
-        let panic = match unwind::catch(|| unsafe { offer(node, old, value) }) {
+        let panic = match unwind::catch(|| unsafe { offer(node, Some(old), value) }) {
             Ok(false) => return,
             Ok(true) => None,
             Err(payload) => Some(payload),
@@ -487,25 +504,28 @@ impl<T> Waiters<T> {
 pub(crate) struct Waiter<T, M> {
     node: Node<T>,
     matcher: UnsafeCell<M>,
-    /// Owner-only: false exactly when the node is `Idle`. Never read by setters.
-    armed: Cell<bool>,
 }
+
+/// A type-erased matcher call: [`offer`] of one `Waiter<T, M>`.
+pub(crate) type Offer<T> = unsafe fn(NonNull<Node<T>>, Option<&T>, &T) -> bool;
 
 /// The type-erased matcher call stored in every node.
 ///
 /// # Safety
 ///
 /// `node` was obtained from [`Waiter::node_ptr`] of a live `Waiter<T, M>`, and
-/// the caller holds the lock of the watcher the node is registered with (the
-/// only other user of the matcher, the owning future, also holds it).
-unsafe fn offer<T, M: Matcher<T>>(node: NonNull<Node<T>>, old: &T, new: &T) -> bool {
+/// the caller holds the lock of the watcher the node is registered with, or
+/// of the watcher it will register with while it is still `Idle` (every
+/// other user of the matcher either holds that lock too or owns an `Idle`
+/// node, which no setter reaches).
+unsafe fn offer<T, M: Matcher<T>>(node: NonNull<Node<T>>, old: Option<&T>, new: &T) -> bool {
     let waiter = node.cast::<Waiter<T, M>>().as_ptr();
     // SAFETY: `node` is at offset 0 of a `repr(C)` `Waiter<T, M>` and carries
     // the provenance of the whole waiter (see `node_ptr`), so the cast pointer
     // is valid; only the matcher field is borrowed.
     let matcher = unsafe { &(*waiter).matcher };
     // SAFETY: the lock serializes all matcher accesses (see above).
-    matcher.with_mut(|m| unsafe { (*m).offer(Some(old), new) })
+    matcher.with_mut(|m| unsafe { (*m).offer(old, new) })
 }
 
 impl<T, M: Matcher<T>> Waiter<T, M> {
@@ -520,10 +540,10 @@ impl<T, M: Matcher<T>> Waiter<T, M> {
                 }),
                 state: AtomicU8::new(NodeState::Idle as u8),
                 offer: offer::<T, M>,
+                armed: Cell::new(false),
                 _pinned: PhantomPinned,
             },
             matcher: UnsafeCell::new(matcher),
-            armed: Cell::new(false),
         }
     }
 }
@@ -536,73 +556,43 @@ impl<T, M> Waiter<T, M> {
 
     /// Whether the node is registered or holds an outcome (owner-only view).
     pub(crate) fn is_armed(&self) -> bool {
-        self.armed.get()
+        self.node.armed.get()
+    }
+
+    /// The owner's handle on this waiter for the steps that do not depend
+    /// on the matcher's type.
+    pub(crate) fn raw(self: Pin<&Self>) -> RawWaiter<'_, T> {
+        RawWaiter {
+            node: self.node_ptr(),
+            _waiter: PhantomData,
+        }
+    }
+
+    /// This waiter's matcher call, as its node stores it (the same function
+    /// as [`Waiter::OFFER`], read from memory).
+    pub(crate) fn stored_offer(&self) -> Offer<T> {
+        self.node.offer
     }
 }
 
 impl<T, M: Matcher<T>> Waiter<T, M> {
-    /// Offers the current value to the matcher from the owning future (the
-    /// first poll's check); the output if it matches.
-    ///
-    /// Called with the lock held (so no setter is using the matcher).
-    pub(crate) fn check_current_locked(
-        self: Pin<&Self>,
-        _waiters: &mut Waiters<T>,
-        value: &T,
-    ) -> Option<M::Output> {
-        // SAFETY: the `&mut Waiters` proves the lock is held, which serializes
-        // this call with setters' calls of the same matcher.
-        self.matcher.with_mut(|m| unsafe {
-            if (*m).offer(None, value) {
-                (*m).take()
-            } else {
-                None
-            }
-        })
-    }
+    /// This waiter type's matcher call, known at compile time.
+    pub(crate) const OFFER: Offer<T> = offer::<T, M>;
 
-    /// Takes the output a setter left in the matcher, after
-    /// [`Waiter::take_ready`] (without the lock) or
-    /// [`Waiter::take_outcome_locked`] (with it) returned the chosen node to
-    /// `Idle`.
+    /// Takes the output a setter (or the owner's own first check,
+    /// [`RawWaiter::check_current_locked`]) left in the matcher, after
+    /// [`RawWaiter::take_ready`] (without the lock) or
+    /// [`RawWaiter::take_outcome_locked`] (with it) returned the chosen node
+    /// to `Idle`.
     pub(crate) fn take_output_idle(self: Pin<&Self>) -> Option<M::Output> {
-        debug_assert!(!self.armed.get());
+        debug_assert!(!self.node.armed.get());
         // SAFETY: the node is `Idle` (not armed): no setter can reach it, so
         // the owner, holding `Pin<&Self>` of the only future that embeds it,
-        // is the matcher's only user; the setter's writes to it happened
-        // before its `Release` store that `take_ready` acquired.
+        // is the matcher's only user; a setter's writes to it happened
+        // before its `Release` store that `take_ready` acquired (or before
+        // it released the lock that `take_outcome_locked` held).
         self.matcher.with_mut(|m| unsafe { (*m).take() })
     }
-}
-
-/// [`Waiter::take_ready`], generic over `T` only, so that every wait type of
-/// one `T` shares one copy (code size on small targets).
-///
-/// # Safety
-///
-/// `node` is the node of the live, pinned `Waiter` whose owner flag is
-/// `armed`, and the caller is that waiter's owner.
-unsafe fn take_ready<T>(node: NonNull<Node<T>>, armed: &Cell<bool>) -> Option<Leftover> {
-    if !armed.get() {
-        return None;
-    }
-    // SAFETY: armed, so the node is live (the caller's own waiter).
-    // `Acquire` pairs with the setter's `Release` store of `Ready`, its last
-    // access to the node.
-    if unsafe { state_of(node, Ordering::Acquire) } != NodeState::Ready {
-        return None;
-    }
-    // SAFETY: `Ready` was loaded with `Acquire`: the node is in no list, no
-    // setter touches it again, and we own it (see `Node::state`).
-    unsafe { set_state(node, NodeState::Idle, Ordering::Relaxed) };
-    armed.set(false);
-    // SAFETY: as above; the node is now `Idle` and owned by us.
-    let panic = unsafe { with_inner(node, |n| n.panic.take()) };
-    Some(Leftover {
-        ready: true,
-        panic,
-        waker: None,
-    })
 }
 
 /// What a node gives back when it leaves the lists: whether a setter chose
@@ -628,21 +618,39 @@ impl Leftover {
     };
 }
 
-impl<T, M> Waiter<T, M> {
-    /// If a setter chose the node, returns it to `Idle` and says so (`ready`,
-    /// with a panic if the matcher panicked; the output is in the matcher).
-    /// A node still `Waiting` gives back nothing.
-    pub(crate) fn take_outcome_locked(self: Pin<&Self>, waiters: &mut Waiters<T>) -> Leftover {
-        if !self.armed.get() {
-            return Leftover::NONE;
-        }
-        let node = self.node_ptr();
-        // SAFETY: armed, so the node is registered with this watcher; lock held.
-        let state = unsafe { state_of(node, Ordering::Relaxed) };
-        match state {
-            NodeState::Waiting => Leftover::NONE,
-            _ => self.cancel_locked(waiters),
-        }
+/// A pinned [`Waiter`] seen by its owner without its matcher's type: its
+/// node, with the provenance of the whole waiter (so that `offer` can reach
+/// the matcher). The owner's steps live here, generic over `T` only, so
+/// that every wait type of one `T` can share one copy of them (code size
+/// on small targets).
+///
+/// Made only by [`Waiter::raw`], so for `'a` the node is live and pinned,
+/// and the holder is its owner (the node's `armed` flag is its to use).
+pub(crate) struct RawWaiter<'a, T> {
+    node: NonNull<Node<T>>,
+    _waiter: PhantomData<&'a Node<T>>,
+}
+
+// Not derived: the derive would require `T: Copy`.
+impl<T> Clone for RawWaiter<'_, T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<T> Copy for RawWaiter<'_, T> {}
+
+impl<T> RawWaiter<'_, T> {
+    /// The node's owner flag.
+    fn armed(&self) -> &Cell<bool> {
+        // SAFETY: the node is live for `'a` (see `RawWaiter`); `armed` is a
+        // field only the owner, which we are, ever reads or writes.
+        unsafe { &self.node.as_ref().armed }
+    }
+
+    /// Whether the node is registered or holds an outcome (owner-only view).
+    pub(crate) fn is_armed(self) -> bool {
+        self.armed().get()
     }
 
     /// If a setter has made the node `Ready`, returns it to `Idle` without
@@ -653,9 +661,67 @@ impl<T, M> Waiter<T, M> {
     ///
     /// This is the woken future's fast path: it does not touch the watcher's
     /// lock, whose cache line the setter that woke it has just written.
-    pub(crate) fn take_ready(self: Pin<&Self>) -> Option<Leftover> {
-        // SAFETY: the node is part of `self`, and `armed` is its owner flag.
-        unsafe { take_ready(self.node_ptr(), &self.armed) }
+    pub(crate) fn take_ready(self) -> Option<Leftover> {
+        if !self.armed().get() {
+            return None;
+        }
+        let node = self.node;
+        // SAFETY: armed, so the node is live (the caller's own waiter).
+        // `Acquire` pairs with the setter's `Release` store of `Ready`, its
+        // last access to the node.
+        if unsafe { state_of(node, Ordering::Acquire) } != NodeState::Ready {
+            return None;
+        }
+        // SAFETY: `Ready` was loaded with `Acquire`: the node is in no list,
+        // no setter touches it again, and we own it (see `Node::state`).
+        unsafe { set_state(node, NodeState::Idle, Ordering::Relaxed) };
+        self.armed().set(false);
+        // SAFETY: as above; the node is now `Idle` and owned by us.
+        let panic = unsafe { with_inner(node, |n| n.panic.take()) };
+        Some(Leftover {
+            ready: true,
+            panic,
+            waker: None,
+        })
+    }
+
+    /// Offers the current value to the matcher from the owning future (the
+    /// first poll's check), through `offer`; true if it matches, and then
+    /// the output is in the matcher ([`Waiter::take_output_idle`]).
+    ///
+    /// Only while the node is `Idle` (not armed), with the lock held.
+    ///
+    /// # Safety
+    ///
+    /// `offer` is this waiter's matcher call ([`Waiter::OFFER`] or
+    /// [`Waiter::stored_offer`] of the waiter this handle came from).
+    pub(crate) unsafe fn check_current_locked(
+        self,
+        offer: Offer<T>,
+        _waiters: &mut Waiters<T>,
+        value: &T,
+    ) -> bool {
+        debug_assert!(!self.armed().get());
+        // SAFETY: `offer` belongs to this waiter (the caller guarantees it),
+        // whose node is live (see `RawWaiter`) and has the provenance of the
+        // whole waiter; it is `Idle`, so no setter reaches its matcher, and
+        // the `&mut Waiters` proves the lock.
+        unsafe { offer(self.node, None, value) }
+    }
+
+    /// If a setter chose the node, returns it to `Idle` and says so (`ready`,
+    /// with a panic if the matcher panicked; the output is in the matcher).
+    /// A node still `Waiting` gives back nothing.
+    pub(crate) fn take_outcome_locked(self, waiters: &mut Waiters<T>) -> Leftover {
+        if !self.armed().get() {
+            return Leftover::NONE;
+        }
+        // SAFETY: armed, so the node is registered with this watcher; lock held.
+        let state = unsafe { state_of(self.node, Ordering::Relaxed) };
+        match state {
+            NodeState::Waiting => Leftover::NONE,
+            _ => self.cancel_locked(waiters),
+        }
     }
 
     /// Makes sure the node is waiting and will wake `waker`; returns the
@@ -664,13 +730,9 @@ impl<T, M> Waiter<T, M> {
     /// Must not be called while the node holds an outcome (take it first).
     /// `Waker::clone` runs here, under the lock, only if the node has no
     /// waker yet or its waker would not wake the same task.
-    pub(crate) fn register_locked(
-        self: Pin<&Self>,
-        waiters: &mut Waiters<T>,
-        waker: &Waker,
-    ) -> Option<Waker> {
-        let node = self.node_ptr();
-        if self.armed.get() {
+    pub(crate) fn register_locked(self, waiters: &mut Waiters<T>, waker: &Waker) -> Option<Waker> {
+        let node = self.node;
+        if self.armed().get() {
             // SAFETY: armed, so the node is live and registered; lock held.
             let state = unsafe { state_of(node, Ordering::Relaxed) };
             debug_assert_eq!(state, NodeState::Waiting);
@@ -686,22 +748,23 @@ impl<T, M> Waiter<T, M> {
             };
         }
         let waker = waker.clone();
-        // SAFETY: not armed, so the node is `Idle` and in no list; it is pinned
-        // (`self: Pin`), and the owning future's `Drop` calls `cancel_locked`
-        // before its memory goes away. The `&mut Waiters` proves the lock.
+        // SAFETY: not armed, so the node is `Idle` and in no list; it is
+        // pinned (see `RawWaiter`), and the owning future's `Drop` calls
+        // `cancel_locked` before its memory goes away. The `&mut Waiters`
+        // proves the lock.
         unsafe { waiters.push_waiting(node, waker) };
-        self.armed.set(true);
+        self.armed().set(true);
         None
     }
 
     /// Unregisters the node, whatever its state, and returns whether a setter
     /// had chosen it, its panic and the waker it held (for the caller to use,
     /// or to drop after unlocking).
-    pub(crate) fn cancel_locked(self: Pin<&Self>, waiters: &mut Waiters<T>) -> Leftover {
-        if !self.armed.get() {
+    pub(crate) fn cancel_locked(self, waiters: &mut Waiters<T>) -> Leftover {
+        if !self.armed().get() {
             return Leftover::NONE;
         }
-        let node = self.node_ptr();
+        let node = self.node;
         // SAFETY: armed, so registered with this watcher; lock held.
         let state = unsafe { state_of(node, Ordering::Relaxed) };
         let ready = matches!(state, NodeState::Queued | NodeState::Ready);
@@ -713,7 +776,7 @@ impl<T, M> Waiter<T, M> {
             NodeState::Ready => {}
             NodeState::Idle => unreachable!("armed node is idle"),
         }
-        self.armed.set(false);
+        self.armed().set(false);
         // SAFETY: lock held; the node is now in no list.
         unsafe {
             set_state(node, NodeState::Idle, Ordering::Relaxed);
@@ -729,8 +792,17 @@ impl<T, M> Waiter<T, M> {
 // === impl WakeBatch ===
 
 /// How many wakers a setter collects under the lock before it must queue the
-/// rest. Small under loom so models reach the queued path.
-const BATCH: usize = if cfg!(value_watcher_loom) { 1 } else { 32 };
+/// rest. Small under loom so models reach the queued path, and small on
+/// bare-metal targets (`target_os = "none"`): 64 bytes of a small stack
+/// instead of 256 on a 32-bit core, and with `critical-section` a setter
+/// that wakes many waiters re-enables interrupts between batches.
+const BATCH: usize = if cfg!(value_watcher_loom) {
+    1
+} else if cfg!(target_os = "none") {
+    8
+} else {
+    32
+};
 
 /// Wakers collected under the lock, woken after it is released.
 ///
