@@ -155,7 +155,7 @@
 //! | `Drop` of a waker | **no** | the poll that replaced it, the future's drop, the setter that woke it | yes |
 //! | `Waker::wake` | **no** | the setter, after unlocking | yes |
 //! | `on_change` and `on_value` callbacks | **no** | the setter, after unlocking and waking; `on_value` at once in its caller if the value already matches | yes: read, set, register and remove callbacks (itself included) |
-//! | `Drop` of a wait future or `changes()` stream | takes the lock itself, unless a setter already chose the future (then it needs none) | the dropping thread | from code outside the lock, yes; from a row marked (†) see below |
+//! | `Drop` of a wait future or `changes()` stream | takes the lock itself, unless a setter already chose it (then it needs none) | the dropping thread | from code outside the lock, yes; from a row marked (†) see below |
 //!
 //! (†) Using the watcher from inside its own lock is a programming error, and
 //! never undefined behaviour. With the default spinlock it deadlocks. With
@@ -164,9 +164,10 @@
 //! panic travels like any other panic of that hook (see [Panics](#panics)).
 //! Creating a wait future needs no lock and works there, as does dropping one
 //! that was never polled; creating a `changes()` stream reads the version, so
-//! it panics. A wait future that a setter has already chosen and woken needs
-//! no lock either (the setter left it in no list): polling it there completes
-//! with its captured output, and dropping it just works. Dropping a wait future or stream that is still registered
+//! it panics. A wait future or stream that a setter has already chosen and
+//! woken needs no lock either (the setter left it in no list): polling such a
+//! wait future there completes with its captured output, and dropping either
+//! just works. Dropping a wait future or stream that is still registered
 //! cannot unregister from there and must not unwind either (its memory would
 //! be freed while still linked), so it aborts the process with a message.
 //!

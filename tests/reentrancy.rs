@@ -1004,6 +1004,27 @@ fn chosen_future_dropped_in_set_if() {
     assert_eq!(poll_noop(next.as_mut()), Poll::Ready("d".to_owned()));
 }
 
+/// A `changes()` stream that a setter has chosen (woken, not polled since)
+/// is in no list either, so since its `Drop` takes the outcome lock-free
+/// like a wait future's, dropping it from under the lock just works, with
+/// either lock (before, it took the lock: a deadlock with the spinlock, an
+/// abort with `critical-section`), and the watcher is intact.
+#[test]
+fn chosen_stream_dropped_in_with() {
+    let w = ValueWatcher::new(0u32);
+    let mut changes = w.changes();
+    assert!(poll_noop(Pin::new(&mut changes.next())).is_pending());
+    assert!(w.set(1)); // chooses the stream's node
+    w.with(move |current| {
+        assert_eq!(*current, 1);
+        drop(changes);
+    });
+    let mut other = w.changes();
+    assert!(poll_noop(Pin::new(&mut other.next())).is_pending());
+    assert!(w.set(2));
+    assert_eq!(poll_noop(Pin::new(&mut other.next())), Poll::Ready(Some(2)));
+}
+
 /// A chosen future polled from under its watcher's lock (inside `with`)
 /// takes its outcome without the lock, so it completes there with the value
 /// its setter captured, with either lock, and the watcher is intact.
