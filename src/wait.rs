@@ -317,31 +317,25 @@ unsafe fn poll_waiter<T>(
     // (a panicking matcher or waker `clone` below), what it holds is
     // dropped after the lock is released.
     let mut leftover;
-    let done = {
-        let mut guard = watcher.state.lock();
-        let state = &mut *guard;
-        // A node chosen between the check above and the lock.
-        leftover = waiter.take_outcome_locked(&mut state.waiters);
-        if leftover.ready
-            || (immediate
-                && !waiter.is_armed()
-                // SAFETY: the caller guarantees `offer` is this waiter's.
-                && unsafe { waiter.check_current_locked(offer, &mut state.waiters, &state.value) })
-        {
-            true
-        } else {
-            // The check above and this registration share one critical
-            // section: no transition can fall between.
-            leftover.waker = waiter.register_locked(&mut state.waiters, waker);
-            false
-        }
-    };
-    if done {
-        Poll::Ready(leftover)
-    } else {
-        drop(leftover);
-        Poll::Pending
+    let mut guard = watcher.state.lock();
+    let state = &mut *guard;
+    // A node chosen between the check above and the lock.
+    leftover = waiter.take_outcome_locked(&mut state.waiters);
+    if leftover.ready
+        || (immediate
+            && !waiter.is_armed()
+            // SAFETY: the caller guarantees `offer` is this waiter's.
+            && unsafe { waiter.check_current_locked(offer, &mut state.waiters, &state.value) })
+    {
+        drop(guard);
+        return Poll::Ready(leftover);
     }
+    // The check above and this registration share one critical section:
+    // no transition can fall between.
+    leftover.waker = waiter.register_locked(&mut state.waiters, waker);
+    drop(guard);
+    drop(leftover);
+    Poll::Pending
 }
 
 impl<T, M> Drop for Wait<'_, T, M> {

@@ -662,7 +662,7 @@ impl<T> RawWaiter<'_, T> {
     /// This is the woken future's fast path: it does not touch the watcher's
     /// lock, whose cache line the setter that woke it has just written.
     pub(crate) fn take_ready(self) -> Option<Leftover> {
-        if !self.armed().get() {
+        if !self.is_armed() {
             return None;
         }
         let node = self.node;
@@ -701,7 +701,7 @@ impl<T> RawWaiter<'_, T> {
         _waiters: &mut Waiters<T>,
         value: &T,
     ) -> bool {
-        debug_assert!(!self.armed().get());
+        debug_assert!(!self.is_armed());
         // SAFETY: `offer` belongs to this waiter (the caller guarantees it),
         // whose node is live (see `RawWaiter`) and has the provenance of the
         // whole waiter; it is `Idle`, so no setter reaches its matcher, and
@@ -713,7 +713,7 @@ impl<T> RawWaiter<'_, T> {
     /// with a panic if the matcher panicked; the output is in the matcher).
     /// A node still `Waiting` gives back nothing.
     pub(crate) fn take_outcome_locked(self, waiters: &mut Waiters<T>) -> Leftover {
-        if !self.armed().get() {
+        if !self.is_armed() {
             return Leftover::NONE;
         }
         // SAFETY: armed, so the node is registered with this watcher; lock held.
@@ -732,7 +732,7 @@ impl<T> RawWaiter<'_, T> {
     /// waker yet or its waker would not wake the same task.
     pub(crate) fn register_locked(self, waiters: &mut Waiters<T>, waker: &Waker) -> Option<Waker> {
         let node = self.node;
-        if self.armed().get() {
+        if self.is_armed() {
             // SAFETY: armed, so the node is live and registered; lock held.
             let state = unsafe { state_of(node, Ordering::Relaxed) };
             debug_assert_eq!(state, NodeState::Waiting);
@@ -761,7 +761,7 @@ impl<T> RawWaiter<'_, T> {
     /// had chosen it, its panic and the waker it held (for the caller to use,
     /// or to drop after unlocking).
     pub(crate) fn cancel_locked(self, waiters: &mut Waiters<T>) -> Leftover {
-        if !self.armed().get() {
+        if !self.is_armed() {
             return Leftover::NONE;
         }
         let node = self.node;
