@@ -27,6 +27,7 @@
 //! cargo bench --bench handoff                            # 15 rounds, all harnesses
 //! HANDOFF_ROUNDS=3 HANDOFF_HARNESS=spin-park cargo bench --bench handoff
 //! HANDOFF_ONLY=spin-park:value-watcher:200000 cargo bench --bench handoff   # one run, for perf
+//! HANDOFF_SET_PAUSE=8 cargo bench --bench handoff   # diagnostic: 8 hints after every set
 //! ```
 
 use std::future::Future;
@@ -158,8 +159,10 @@ impl<F: Future> Future for Counted<'_, F> {
 
 async fn side_a<S: Side>(mut side: S, n: u64, polls: Arc<Counter>) -> Duration {
     let start = Instant::now();
+    let pause = set_pause();
     for i in 1..=n {
         side.set(i);
+        after_set(pause);
         let got = Counted {
             fut: side.wait(i),
             polls: &polls,
@@ -171,6 +174,7 @@ async fn side_a<S: Side>(mut side: S, n: u64, polls: Arc<Counter>) -> Duration {
 }
 
 async fn side_b<S: Side>(mut side: S, n: u64, polls: Arc<Counter>) {
+    let pause = set_pause();
     for i in 1..=n {
         let got = Counted {
             fut: side.wait(i),
@@ -179,6 +183,22 @@ async fn side_b<S: Side>(mut side: S, n: u64, polls: Arc<Counter>) {
         .await;
         assert_eq!(got, i);
         side.set(i);
+        after_set(pause);
+    }
+}
+
+/// `HANDOFF_SET_PAUSE`: `spin_loop` hints each side spends after every set,
+/// before it waits (default 0). A diagnostic, not part of the measurement:
+/// it gives the other side time to answer before the setter's own wait
+/// starts, the way a setter that is slow after storing does, and shows how
+/// the polls per round trip and the round trip follow.
+fn set_pause() -> u32 {
+    env("HANDOFF_SET_PAUSE").unwrap_or(0)
+}
+
+fn after_set(pause: u32) {
+    for _ in 0..pause {
+        std::hint::spin_loop();
     }
 }
 
