@@ -169,7 +169,7 @@ mod imp {
         pub(crate) fn lock_for_drop(&self) -> Guard<'_, T> {
             match self.try_lock() {
                 Some(guard) => guard,
-                None => crate::unwind::abort(REENTERED_IN_DROP),
+                None => reentered_in_drop(),
             }
         }
 
@@ -195,9 +195,13 @@ mod imp {
         }
     }
 
-    // Short: on a microcontroller every byte of it is flash.
-    const REENTERED_IN_DROP: &str =
-        "value-watcher: a registered wait was dropped inside its own watcher's lock; aborting";
+    #[cold]
+    #[inline(never)]
+    fn reentered_in_drop() -> ! {
+        crate::unwind::abort!(
+            "value-watcher: a registered wait was dropped inside its own watcher's lock; aborting"
+        )
+    }
 
     #[cold]
     #[inline(never)]

@@ -41,30 +41,42 @@ pub(crate) fn resume(payload: Payload) -> ! {
     match payload {}
 }
 
-/// Ends the process: for a destructor that cannot finish its job safely and
-/// must not unwind either (SPEC §3.18). With `std` the message goes to
-/// stderr and the process aborts.
-#[cfg(feature = "std")]
-#[cfg_attr(not(feature = "critical-section"), allow(dead_code))]
-#[cold]
-pub(crate) fn abort(message: &str) -> ! {
-    std::eprintln!("{message}");
-    std::process::abort()
+/// Ends the process with a message: for a destructor that cannot finish its
+/// job safely and must not unwind either (SPEC §3.18). With `std` the message
+/// goes to stderr and the process aborts. Without `std`, with `panic =
+/// "abort"` the panic itself does; with unwinding, [`PanicAgain`]'s second
+/// panic, raised while the first one unwinds, is a panic in a destructor
+/// during clean-up, which aborts.
+///
+/// A macro so that the message stays a literal at the `panic!`: a panic
+/// handler that prints it gets it as before, and one that ignores it (a
+/// size-conscious firmware's) lets the linker drop the string.
+#[cfg_attr(not(feature = "critical-section"), allow(unused_macros))]
+macro_rules! abort {
+    ($message:literal) => {{
+        #[cfg(feature = "std")]
+        {
+            std::eprintln!($message);
+            std::process::abort()
+        }
+        #[cfg(not(feature = "std"))]
+        {
+            let _guard = $crate::unwind::PanicAgain;
+            panic!($message)
+        }
+    }};
 }
+#[cfg_attr(not(feature = "critical-section"), allow(unused_imports))]
+pub(crate) use abort;
 
-/// Ends the process without `std`: with `panic = "abort"` the panic itself
-/// does; with unwinding, the guard's second panic, raised while the first one
-/// unwinds, is a panic in a destructor during clean-up, which aborts.
+/// Panics when dropped: [`abort`]'s way to end the process without `std`.
 #[cfg(not(feature = "std"))]
 #[cfg_attr(not(feature = "critical-section"), allow(dead_code))]
-#[cold]
-pub(crate) fn abort(message: &str) -> ! {
-    struct PanicAgain;
-    impl Drop for PanicAgain {
-        fn drop(&mut self) {
-            panic!("value-watcher: aborting");
-        }
+pub(crate) struct PanicAgain;
+
+#[cfg(not(feature = "std"))]
+impl Drop for PanicAgain {
+    fn drop(&mut self) {
+        panic!("value-watcher: aborting");
     }
-    let _guard = PanicAgain;
-    panic!("{}", message)
 }

@@ -207,7 +207,10 @@ unsafe fn state_of<T>(node: NonNull<Node<T>>, order: Ordering) -> NodeState {
 unsafe fn lane_of<T>(node: NonNull<Node<T>>) -> usize {
     // SAFETY: the caller guarantees the node is live; `state` is atomic, and
     // under the lock `Relaxed` sees the last store (made under the lock too).
-    usize::from(unsafe { node.as_ref() }.state.load(Ordering::Relaxed) >> 2)
+    let lane = usize::from(unsafe { node.as_ref() }.state.load(Ordering::Relaxed) >> 2);
+    // Always below `LANES` already; the modulo lets the compiler see it (one
+    // `and`, or with a single lane a constant 0), so no bounds check follows.
+    lane % LANES
 }
 
 /// Sets the state of `node` (and clears its lane).
@@ -451,7 +454,8 @@ impl<T> Waiters<T> {
                 .state
                 .store(NodeState::Waiting as u8 | lane << 2, Ordering::Relaxed);
             with_inner(node, |n| n.waker = Some(waker));
-            self.waiting[usize::from(lane)].push_back(node);
+            // `% LANES` as in `lane_of`: no bounds check.
+            self.waiting[usize::from(lane) % LANES].push_back(node);
         }
     }
 
@@ -847,7 +851,8 @@ impl WakeBatch {
     }
 
     fn push(&mut self, waker: Waker) {
-        assert!(!self.is_full(), "wake batch overflow");
+        // `<` rather than `!is_full()`, so the index below needs no check.
+        assert!(self.len < BATCH, "wake batch overflow");
         self.wakers[self.len].write(waker);
         self.len += 1;
     }
@@ -855,7 +860,10 @@ impl WakeBatch {
     /// Wakes and empties the batch. Call only without the lock held.
     pub(crate) fn wake_all(&mut self) {
         while self.start < self.len {
-            let slot = &self.wakers[self.start];
+            // `len <= BATCH` always; `get` says so without a panic path.
+            let Some(slot) = self.wakers.get(self.start) else {
+                break;
+            };
             // Advance first: if `wake` panics, this slot is already consumed
             // and `Drop` wakes only the rest.
             self.start += 1;
