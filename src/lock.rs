@@ -210,6 +210,7 @@ mod imp {
     }
 
     impl<T> Drop for Guard<'_, T> {
+        #[cfg_attr(target_os = "none", inline(never))]
         fn drop(&mut self) {
             self.lock.held.set(false);
             // SAFETY: `restore` came from the `acquire` in `Lock::lock`, and

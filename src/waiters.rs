@@ -70,7 +70,7 @@
 
 use core::cell::Cell;
 use core::marker::{PhantomData, PhantomPinned};
-use core::mem::MaybeUninit;
+use core::mem::{ManuallyDrop, MaybeUninit};
 use core::pin::Pin;
 use core::ptr::NonNull;
 use core::task::Waker;
@@ -131,7 +131,15 @@ type Link<T> = Option<NonNull<Node<T>>>;
 struct Inner<T> {
     prev: Link<T>,
     next: Link<T>,
-    waker: Option<Waker>,
+    /// The owner's waker while the node is `Waiting` or `Queued`; `None`
+    /// whenever it is `Idle` or `Ready`, because every step that leaves
+    /// those states takes it (a setter's `offer` and drain, `cancel_locked`).
+    /// So a node never has a waker to drop when its future is dropped (after
+    /// `cancel_locked`), or when `push_waiting` stores one: `ManuallyDrop`
+    /// spares every wait type's drop glue and the registration a waker drop
+    /// that could never run. Were the invariant broken, a waker would leak;
+    /// nothing unsound follows.
+    waker: ManuallyDrop<Option<Waker>>,
     /// A panic of the matcher (or of a `Clone` it called) during a setter's
     /// walk, for the future to resume. Uninhabited without `std`.
     panic: Option<Payload>,
@@ -453,7 +461,12 @@ impl<T> Waiters<T> {
             node.as_ref()
                 .state
                 .store(NodeState::Waiting as u8 | lane << 2, Ordering::Relaxed);
-            with_inner(node, |n| n.waker = Some(waker));
+            with_inner(node, |n| {
+                debug_assert!(n.waker.is_none(), "an idle node holds no waker");
+                // Not an assignment: that would drop the old `None` through a
+                // waker drop call (see `Inner::waker`).
+                core::mem::forget(n.waker.replace(waker));
+            });
             // `% LANES` as in `lane_of`: no bounds check.
             self.waiting[usize::from(lane) % LANES].push_back(node);
         }
@@ -539,7 +552,7 @@ impl<T, M: Matcher<T>> Waiter<T, M> {
                 inner: UnsafeCell::new(Inner {
                     prev: None,
                     next: None,
-                    waker: None,
+                    waker: ManuallyDrop::new(None),
                     panic: None,
                 }),
                 state: AtomicU8::new(NodeState::Idle as u8),
@@ -743,7 +756,7 @@ impl<T> RawWaiter<'_, T> {
             // SAFETY: as above.
             return unsafe {
                 with_inner(node, |n| {
-                    match &mut n.waker {
+                    match &mut *n.waker {
                         Some(old) if old.will_wake(waker) => None,
                         // A panicking `clone` leaves the old waker in place.
                         slot => slot.replace(waker.clone()),
