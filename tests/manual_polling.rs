@@ -299,3 +299,94 @@ fn a_user_state_machine_step_by_step() {
     );
     assert_eq!(conn.state.version(), 3);
 }
+
+// === every waker clone is given back ===
+
+/// A node holds a clone of its owner's waker only while it waits; every way
+/// out (woken, cancelled, re-registered with another waker, queued past a
+/// full wake batch, a stream's item) must give that clone back, because the
+/// node itself never drops one (`ManuallyDrop` in `src/waiters.rs`). The
+/// waker's reference count shows a leak on any of those paths.
+#[test]
+fn every_waker_clone_is_given_back() {
+    let (counter, waker) = counting_waker();
+    // `counter` and `waker` themselves.
+    let baseline = Arc::strong_count(&counter);
+    let w = ValueWatcher::new(0u32);
+
+    // Registered, then dropped while waiting.
+    {
+        let mut fut = pin!(w.wait_for(1));
+        assert!(poll_with(fut.as_mut(), &waker).is_pending());
+        assert_eq!(
+            Arc::strong_count(&counter),
+            baseline + 1,
+            "one clone in the node"
+        );
+    }
+    assert_eq!(Arc::strong_count(&counter), baseline, "cancelled");
+
+    // Registered, chosen by a setter, woken, then ready.
+    {
+        let mut fut = pin!(w.wait_for(1));
+        assert!(poll_with(fut.as_mut(), &waker).is_pending());
+        w.set(1);
+        assert_eq!(counter.get(), 1, "woken once");
+        assert_eq!(
+            Arc::strong_count(&counter),
+            baseline,
+            "the setter woke it by value"
+        );
+        assert_eq!(poll_noop(fut.as_mut()), Poll::Ready(1));
+    }
+    assert_eq!(Arc::strong_count(&counter), baseline);
+
+    // Re-polled with another waker: the first clone is replaced and dropped.
+    {
+        let (other, other_waker) = counting_waker();
+        let mut fut = Box::pin(w.wait_for(2));
+        assert!(poll_with(fut.as_mut(), &waker).is_pending());
+        assert!(poll_with(fut.as_mut(), &other_waker).is_pending());
+        assert_eq!(
+            Arc::strong_count(&counter),
+            baseline,
+            "replaced clone dropped"
+        );
+        assert_eq!(Arc::strong_count(&other), 3, "the new clone is in the node");
+        drop(fut);
+        assert_eq!(Arc::strong_count(&other), 2);
+    }
+
+    // More matching waiters than one wake batch holds (32 on hosts): the
+    // rest wait in the queue and are woken in later batches.
+    {
+        let mut futs: Vec<_> = (0..80).map(|_| Box::pin(w.wait_for(3))).collect();
+        for fut in &mut futs {
+            assert!(poll_with(fut.as_mut(), &waker).is_pending());
+        }
+        assert_eq!(Arc::strong_count(&counter), baseline + 80);
+        let woken = counter.get();
+        w.set(3);
+        assert_eq!(counter.get(), woken + 80, "every waiter woken");
+        assert_eq!(Arc::strong_count(&counter), baseline);
+        for fut in &mut futs {
+            assert_eq!(poll_noop(fut.as_mut()), Poll::Ready(3));
+        }
+    }
+    assert_eq!(Arc::strong_count(&counter), baseline);
+
+    // A stream: registered, an item, registered again, dropped.
+    {
+        use futures_core::Stream;
+        let mut changes = pin!(w.changes());
+        let mut cx = Context::from_waker(&waker);
+        assert!(changes.as_mut().poll_next(&mut cx).is_pending());
+        assert_eq!(Arc::strong_count(&counter), baseline + 1);
+        w.set(4);
+        assert_eq!(Arc::strong_count(&counter), baseline);
+        assert_eq!(changes.as_mut().poll_next(&mut cx), Poll::Ready(Some(4)));
+        assert!(changes.as_mut().poll_next(&mut cx).is_pending());
+        assert_eq!(Arc::strong_count(&counter), baseline + 1);
+    }
+    assert_eq!(Arc::strong_count(&counter), baseline, "stream dropped");
+}
