@@ -237,7 +237,7 @@ pub(crate) type FireFn<T> =
     fn(&mut Callbacks<T>, &T, &mut Option<T>, Token, &mut Option<Firing<T>>);
 
 /// [`Firing::run`], through a pointer.
-type RunFn<T> = fn(Firing<T>, &Lock<State<T>>, &T, Option<&T>, Option<Payload>);
+type RunFn<T> = fn(&mut Firing<T>, &Lock<State<T>>, &T, Option<&T>, Option<Payload>);
 
 // SAFETY: the entries behind the raw links are only reached under the lock
 // that guards this registry, or by running setters as the module notes
@@ -577,10 +577,11 @@ impl<T> Firing<T> {
         }
     }
 
-    /// Runs the callbacks; see [`Firing::run_impl`].
+    /// Runs the callbacks; see [`Firing::run_impl`]. By reference: moving
+    /// the callbacks into the call cost a small target a `memcpy`.
     #[inline]
     pub(crate) fn run(
-        self,
+        &mut self,
         lock: &Lock<State<T>>,
         old: &T,
         new: Option<&T>,
@@ -594,7 +595,7 @@ impl<T> Firing<T> {
     /// first panic is resumed at the end (`panic`, caught under the lock,
     /// comes first, then `earlier`, a waker's panic the setter caught).
     fn run_impl(
-        mut self,
+        &mut self,
         lock: &Lock<State<T>>,
         old: &T,
         new: Option<&T>,

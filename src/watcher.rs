@@ -735,15 +735,19 @@ impl<T: PartialEq> ValueWatcher<T> {
         drop(guard);
         // If a waker's panic unwinds from here (without `std`), the claimed
         // callbacks are given up cleanly instead of leaving `running` counted.
-        let mut firing = Abandon {
-            firing,
+        // Only then: the guard borrows the slot and is forgotten once the
+        // wakers are done, so the callbacks are not moved into it and out
+        // again (with `panic = "abort"` it costs no code at all).
+        let abandon = Abandon {
+            firing: &mut firing,
             lock: &self.state,
         };
         // A waker that panics (with `std`) neither keeps the other chosen
         // waiters asleep nor skips the callbacks: everything is delivered,
         // then the first panic resumes here.
         let wake_panic = notifier.finish();
-        if let Some(firing) = firing.firing.take() {
+        mem::forget(abandon);
+        if let Some(firing) = &mut firing {
             firing.run(&self.state, old, new.as_ref(), wake_panic);
         } else if let Some(payload) = wake_panic {
             unwind::resume(payload);
@@ -921,9 +925,11 @@ impl<U: Clone + 'static> ValueWatcher<Option<U>> {
     }
 }
 
-/// Holds a setter's callbacks until they run; abandons them if dropped first.
+/// Gives up a setter's callbacks if dropped: armed while the setter wakes
+/// its batch, so that a waker's panic unwinding without `std` leaves the
+/// registry consistent, and forgotten once the wakers are done.
 struct Abandon<'a, T> {
-    firing: Option<Firing<T>>,
+    firing: &'a mut Option<Firing<T>>,
     lock: &'a Lock<State<T>>,
 }
 
