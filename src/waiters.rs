@@ -453,22 +453,24 @@ impl<T> Waiters<T> {
     ///
     /// As [`List::push_back`], and the caller holds the lock.
     unsafe fn push_waiting(&mut self, node: NonNull<Node<T>>, waker: Waker) {
-        let lane = self.next_lane;
-        self.next_lane = (lane + 1) % LANES as u8;
+        // `% LANES` as in `lane_of`: always in range already, but this way
+        // the compiler sees it and the index below needs no bounds check.
+        let lane = usize::from(self.next_lane) % LANES;
+        self.next_lane = ((lane + 1) % LANES) as u8;
         // SAFETY: the caller guarantees the node is live and in no list.
         unsafe {
             debug_assert_eq!(state_of(node, Ordering::Relaxed), NodeState::Idle);
-            node.as_ref()
-                .state
-                .store(NodeState::Waiting as u8 | lane << 2, Ordering::Relaxed);
+            node.as_ref().state.store(
+                NodeState::Waiting as u8 | (lane as u8) << 2,
+                Ordering::Relaxed,
+            );
             with_inner(node, |n| {
                 debug_assert!(n.waker.is_none(), "an idle node holds no waker");
                 // Not an assignment: that would drop the old `None` through a
                 // waker drop call (see `Inner::waker`).
                 core::mem::forget(n.waker.replace(waker));
             });
-            // `% LANES` as in `lane_of`: no bounds check.
-            self.waiting[usize::from(lane) % LANES].push_back(node);
+            self.waiting[lane].push_back(node);
         }
     }
 
