@@ -22,3 +22,15 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-target}/loom"
 # --nocapture shows each model's interleaving count.
 cargo test --release --locked --test loom -- --nocapture
 echo "loom models: $(( $(date +%s) - start )) s (base preemption bound ${LOOM_MAX_PREEMPTIONS})"
+
+# Then the same models in the small shape (src/lib.rs, `SMALL`: what
+# bare-metal targets compile), where every chosen waiter goes through the
+# `queued` list and is woken in its own critical section. That shape has
+# many more interleavings (several_waiters_two_setters: 875,000 at base
+# bound 2, 60 s), so it runs at base bound 1 (14 s for all 31), which keeps
+# the 25 exhaustive models exhaustive. LOOM_SMALL_PREEMPTIONS overrides.
+start=$(date +%s)
+RUSTFLAGS="$RUSTFLAGS --cfg value_watcher_small" CARGO_TARGET_DIR="$CARGO_TARGET_DIR-small" \
+    LOOM_MAX_PREEMPTIONS="${LOOM_SMALL_PREEMPTIONS:-1}" \
+    cargo test --release --locked --test loom -- --nocapture
+echo "loom models, small shape: $(( $(date +%s) - start )) s (base preemption bound ${LOOM_SMALL_PREEMPTIONS:-1})"

@@ -210,7 +210,7 @@ mod imp {
     }
 
     impl<T> Drop for Guard<'_, T> {
-        #[cfg_attr(target_os = "none", inline(never))]
+        #[cfg_attr(any(target_os = "none", value_watcher_small), inline(never))]
         fn drop(&mut self) {
             self.lock.held.set(false);
             // SAFETY: `restore` came from the `acquire` in `Lock::lock`, and

@@ -254,7 +254,7 @@ impl<T, M: Matcher<T>> Future for Wait<'_, T, M> {
         // constant one, so that the matcher inlines into this poll; on
         // bare-metal targets the node's copy, so that every wait type of one
         // `T` shares one `poll_waiter`.
-        let offer = if cfg!(target_os = "none") {
+        let offer = if crate::SMALL {
             waiter.stored_offer()
         } else {
             Waiter::<T, M>::OFFER
@@ -300,7 +300,7 @@ impl<T, M: Matcher<T>> Future for Wait<'_, T, M> {
 /// # Safety
 ///
 /// `offer` is the matcher call of the waiter `waiter` came from.
-#[cfg_attr(not(target_os = "none"), inline(always))]
+#[cfg_attr(not(any(target_os = "none", value_watcher_small)), inline(always))]
 unsafe fn poll_waiter<T>(
     watcher: &ValueWatcher<T>,
     waiter: RawWaiter<'_, T>,
@@ -353,7 +353,7 @@ impl<T, M> Drop for Wait<'_, T, M> {
 /// Unregisters an armed waiter for the `Drop` of its future or stream,
 /// whatever its matcher (one copy per `T` on bare-metal targets; inlined
 /// as [`poll_waiter`] is on hosted ones).
-#[cfg_attr(not(target_os = "none"), inline(always))]
+#[cfg_attr(not(any(target_os = "none", value_watcher_small)), inline(always))]
 fn unregister<T>(watcher: &ValueWatcher<T>, waiter: RawWaiter<'_, T>) {
     // A setter chose it and is done with it: nothing to unlink.
     if let Some(leftover) = waiter.take_ready() {

@@ -29,6 +29,9 @@
 //! unlocking and waking the first batch) takes them out batch by batch. A node
 //! in `queued` already holds its output, so its future completes if polled
 //! before the setter gets to it, and unlinks itself from `queued` if dropped.
+//! In the small shape ([`crate::SMALL`]: bare metal) the batch has one slot
+//! and the walk queues every node it chooses: the setter then wakes them one
+//! critical section at a time (see [`WakeBatch`]).
 //!
 //! ## Node states
 //!
@@ -70,7 +73,9 @@
 
 use core::cell::Cell;
 use core::marker::{PhantomData, PhantomPinned};
-use core::mem::{ManuallyDrop, MaybeUninit};
+use core::mem::ManuallyDrop;
+#[cfg(not(any(target_os = "none", value_watcher_small)))]
+use core::mem::MaybeUninit;
 use core::pin::Pin;
 use core::ptr::NonNull;
 use core::task::Waker;
@@ -422,7 +427,8 @@ impl<T> Waiters<T> {
             unsafe { state_of(node, Ordering::Relaxed) },
             NodeState::Waiting,
         );
-        let queue = batch.is_full();
+        // The small shape queues every chosen node (see `WakeBatch`).
+        let queue = crate::SMALL || batch.is_full();
         // SAFETY: we hold the lock; the node is now in no list.
         let waker = unsafe {
             with_inner(node, |n| {
@@ -492,8 +498,7 @@ impl<T> Waiters<T> {
         // The batch was woken; if its last waker panicked, `wake_all` did not
         // get to rewind it, so rewind here.
         debug_assert!(batch.is_empty());
-        batch.start = 0;
-        batch.len = 0;
+        batch.rewind();
         while !batch.is_full() {
             let Some(node) = self.queued.pop_front() else {
                 return;
@@ -811,33 +816,90 @@ impl<T> RawWaiter<'_, T> {
 // === impl WakeBatch ===
 
 /// How many wakers a setter collects under the lock before it must queue the
-/// rest. Small under loom so models reach the queued path, and small on
-/// bare-metal targets (`target_os = "none"`): 64 bytes of a small stack
-/// instead of 256 on a 32-bit core, and with `critical-section` a setter
-/// that wakes many waiters re-enables interrupts between batches.
-const BATCH: usize = if cfg!(value_watcher_loom) {
-    1
-} else if cfg!(target_os = "none") {
-    8
-} else {
-    32
-};
+/// rest (hosted shape). Small under loom so models reach the queued path.
+#[cfg(not(any(target_os = "none", value_watcher_small)))]
+const BATCH: usize = if cfg!(value_watcher_loom) { 1 } else { 32 };
 
-/// Wakers collected under the lock, woken after it is released.
+/// Wakers collected under the lock, woken after it is released. Dropping the
+/// batch wakes what it holds, so a panic between collecting and waking
+/// cannot lose a wake-up.
 ///
-/// The slots are uninitialized until pushed (a setter creates a batch on
-/// every transition, so zeroing 32 wakers each time would cost more than the
-/// rest of an uncontended `set`). Dropping the batch wakes what it holds, so a
-/// panic between collecting and waking cannot lose a wake-up.
+/// Hosted shape: up to [`BATCH`] wakers, collected by the walk itself; only
+/// the matches beyond them wait in the `queued` list. The slots are
+/// uninitialized until pushed (a setter creates a batch on every
+/// transition, so zeroing 32 wakers each time would cost more than the rest
+/// of an uncontended `set`).
+///
+/// Small shape ([`crate::SMALL`]): one slot. The walk queues every node it
+/// chooses, and the setter then takes them out of `queued` one at a time,
+/// each in its own short critical section, waking each after releasing the
+/// lock. That is one path through the walk instead of two and no slot
+/// bookkeeping (flash), two words of stack instead of a 32-waker array, and
+/// with `critical-section`, interrupts are enabled between any two wakes.
+/// A woken future is just as likely to find its node `Ready` (its outcome
+/// taken without the lock); one polled before the setter gets to it takes
+/// it from `queued` under the lock.
 pub(crate) struct WakeBatch {
     /// Slots `start..len` hold wakers not yet woken.
+    #[cfg(not(any(target_os = "none", value_watcher_small)))]
     wakers: [MaybeUninit<Waker>; BATCH],
+    #[cfg(not(any(target_os = "none", value_watcher_small)))]
     start: usize,
+    #[cfg(not(any(target_os = "none", value_watcher_small)))]
     len: usize,
-    /// Set when matching nodes were left in the `queued` list for lack of room.
+    #[cfg(any(target_os = "none", value_watcher_small))]
+    waker: Option<Waker>,
+    /// Set when matching nodes were left in the `queued` list (for lack of
+    /// room, or in the small shape always).
     overflowed: bool,
 }
 
+impl WakeBatch {
+    /// Whether the last walk or drain left nodes in the `queued` list; clears
+    /// the flag.
+    pub(crate) fn take_overflow(&mut self) -> bool {
+        core::mem::take(&mut self.overflowed)
+    }
+}
+
+#[cfg(any(target_os = "none", value_watcher_small))]
+impl WakeBatch {
+    #[inline]
+    pub(crate) const fn new() -> Self {
+        Self {
+            waker: None,
+            overflowed: false,
+        }
+    }
+
+    fn rewind(&mut self) {}
+
+    fn is_full(&self) -> bool {
+        self.waker.is_some()
+    }
+
+    /// Whether no waker is waiting to be woken.
+    #[inline]
+    pub(crate) fn is_empty(&self) -> bool {
+        self.waker.is_none()
+    }
+
+    fn push(&mut self, waker: Waker) {
+        debug_assert!(self.is_empty(), "wake batch overflow");
+        // Not an assignment: the slot is empty, and dropping its `None`
+        // would still link a waker drop.
+        core::mem::forget(self.waker.replace(waker));
+    }
+
+    /// Wakes and empties the batch. Call only without the lock held.
+    pub(crate) fn wake_all(&mut self) {
+        if let Some(waker) = self.waker.take() {
+            waker.wake();
+        }
+    }
+}
+
+#[cfg(not(any(target_os = "none", value_watcher_small)))]
 impl WakeBatch {
     #[inline]
     pub(crate) const fn new() -> Self {
@@ -849,10 +911,10 @@ impl WakeBatch {
         }
     }
 
-    /// Whether the last walk or drain left nodes in the `queued` list; clears
-    /// the flag.
-    pub(crate) fn take_overflow(&mut self) -> bool {
-        core::mem::take(&mut self.overflowed)
+    /// Empties the slots (all woken, or consumed by a `wake` that panicked).
+    fn rewind(&mut self) {
+        self.start = 0;
+        self.len = 0;
     }
 
     fn is_full(&self) -> bool {
@@ -887,8 +949,7 @@ impl WakeBatch {
             let waker = unsafe { slot.assume_init_read() };
             waker.wake();
         }
-        self.start = 0;
-        self.len = 0;
+        self.rewind();
     }
 }
 
