@@ -756,22 +756,27 @@ impl<T> RawWaiter<'_, T> {
     /// waker yet or its waker would not wake the same task.
     pub(crate) fn register_locked(self, waiters: &mut Waiters<T>, waker: &Waker) -> Option<Waker> {
         let node = self.node;
-        if self.is_armed() {
+        let armed = self.is_armed();
+        if armed {
             // SAFETY: armed, so the node is live and registered; lock held.
-            let state = unsafe { state_of(node, Ordering::Relaxed) };
-            debug_assert_eq!(state, NodeState::Waiting);
-            // SAFETY: as above.
-            return unsafe {
-                with_inner(node, |n| {
-                    match &mut *n.waker {
-                        Some(old) if old.will_wake(waker) => None,
-                        // A panicking `clone` leaves the old waker in place.
-                        slot => slot.replace(waker.clone()),
-                    }
-                })
+            let same = unsafe {
+                debug_assert_eq!(state_of(node, Ordering::Relaxed), NodeState::Waiting);
+                with_inner(
+                    node,
+                    |n| matches!(&*n.waker, Some(old) if old.will_wake(waker)),
+                )
             };
+            if same {
+                return None;
+            }
         }
+        // One clone call for both cases (code size). A panicking `clone`
+        // changes nothing: the node keeps its old waker, or stays `Idle`.
         let waker = waker.clone();
+        if armed {
+            // SAFETY: as above.
+            return unsafe { with_inner(node, |n| n.waker.replace(waker)) };
+        }
         // SAFETY: not armed, so the node is `Idle` and in no list; it is
         // pinned (see `RawWaiter`), and the owning future's `Drop` calls
         // `cancel_locked` before its memory goes away. The `&mut Waiters`
