@@ -841,9 +841,9 @@ const BATCH: usize = if cfg!(value_watcher_loom) { 1 } else { 32 };
 /// lock. That is one path through the walk instead of two and no slot
 /// bookkeeping (flash), two words of stack instead of a 32-waker array, and
 /// with `critical-section`, interrupts are enabled between any two wakes.
-/// A woken future is just as likely to find its node `Ready` (its outcome
-/// taken without the lock); one polled before the setter gets to it takes
-/// it from `queued` under the lock.
+/// The drain makes each node `Ready` before waking it, so its woken future
+/// still takes the outcome without the lock; one polled before the setter
+/// gets to it takes it from `queued` under the lock.
 pub(crate) struct WakeBatch {
     /// Slots `start..len` hold wakers not yet woken.
     #[cfg(not(any(target_os = "none", value_watcher_small)))]

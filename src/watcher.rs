@@ -703,7 +703,8 @@ impl<T: PartialEq> ValueWatcher<T> {
     /// Offers the transition just stored to the waiters and callbacks, then
     /// releases the lock, wakes the chosen waiters and runs the callbacks.
     ///
-    /// Never inlined: its frame holds the wake batch (hundreds of bytes), and
+    /// Never inlined: its frame holds the wake batch (hundreds of bytes on
+    /// hosts), and
     /// inlined into `set` it would make every uncontended set pay for saving
     /// registers and reserving that frame (49 instructions instead of 33).
     #[inline(never)]
@@ -967,7 +968,8 @@ impl<T> Notifier<'_, T> {
                     panic.get_or_insert(payload);
                 }
             }
-            // More waiters matched than one batch holds: hand the rest out
+            // More waiters matched than one batch holds (in the small shape,
+            // any matched: its walk queues them all): hand the rest out
             // batch by batch, never waking under the lock.
             if !self.batch.take_overflow() {
                 return;
