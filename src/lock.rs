@@ -1,7 +1,7 @@
 //! The one lock that guards a watcher's value, version and waiter list.
 //!
 //! Three back ends share one interface (`Lock::new`, `Lock::lock`,
-//! `Lock::lock_for_drop`, a guard that unlocks on drop, so a panic anywhere
+//! `Lock::lock_for`, a guard that unlocks on drop, so a panic anywhere
 //! under the lock still releases it):
 //!
 //! * default: a test-and-test-and-set spinlock (`spin::mutex::SpinMutex`) with
@@ -15,7 +15,7 @@
 //!
 //! Re-entering a lock from the context that holds it (user code under the lock
 //! that uses the same watcher) is a programming error. The spinlock deadlocks;
-//! the critical section detects it: `lock` panics, and `lock_for_drop`, which
+//! the critical section detects it: `lock` panics, and `lock_for(true)`, which
 //! the destructors of wait futures and streams use, aborts the process,
 //! because unwinding out of such a destructor would free a node that is still
 //! linked in the watcher's list.
@@ -65,10 +65,11 @@ mod imp {
             }
         }
 
-        /// `lock` for destructors; with a spinlock a reentrant call
-        /// deadlocks instead of returning, so there is nothing else to do.
+        /// `lock`, or with `dropping` the lock of a destructor; with a
+        /// spinlock a reentrant call deadlocks instead of returning, so the
+        /// two are one.
         #[inline]
-        pub(crate) fn lock_for_drop(&self) -> Guard<'_, T> {
+        pub(crate) fn lock_for(&self, _dropping: bool) -> Guard<'_, T> {
             self.lock()
         }
 
@@ -162,14 +163,17 @@ mod imp {
             }
         }
 
-        /// `lock` for destructors that must unregister a node before their
-        /// memory goes away: a reentrant call aborts the process instead of
-        /// unwinding out of the destructor (which would free a node that is
-        /// still linked; SPEC §3.18).
-        pub(crate) fn lock_for_drop(&self) -> Guard<'_, T> {
+        /// `lock`, or with `dropping` the lock of a destructor that must
+        /// unregister a node before its memory goes away: then a reentrant
+        /// call aborts the process instead of unwinding out of the
+        /// destructor (which would free a node that is still linked; SPEC
+        /// §3.18). One function for both, so that a wait's poll and its drop
+        /// can share one owner step (code size).
+        pub(crate) fn lock_for(&self, dropping: bool) -> Guard<'_, T> {
             match self.try_lock() {
                 Some(guard) => guard,
-                None => reentered_in_drop(),
+                None if dropping => reentered_in_drop(),
+                None => reentered(),
             }
         }
 
@@ -256,7 +260,7 @@ mod imp {
             )
         }
 
-        pub(crate) fn lock_for_drop(&self) -> Guard<'_, T> {
+        pub(crate) fn lock_for(&self, _dropping: bool) -> Guard<'_, T> {
             self.lock()
         }
     }
@@ -276,3 +280,11 @@ mod imp {
 }
 
 pub(crate) use imp::{Guard, Lock};
+
+impl<T> Guard<'_, T> {
+    /// Releases the lock: `drop(guard)`, but always inlined. A firmware at
+    /// `opt-level = "z"` otherwise keeps an out-of-line `mem::drop` for the
+    /// guard that only calls its `Drop`.
+    #[inline(always)]
+    pub(crate) fn unlock(self) {}
+}

@@ -1,13 +1,13 @@
 //! The wait futures and the `changes()` stream.
 
 use alloc::boxed::Box;
-use core::cell::Cell;
 use core::fmt;
 use core::future::Future;
 use core::pin::Pin;
 use core::task::{Context, Poll, Waker};
 
 use crate::unwind;
+use crate::unwind::Payload;
 use crate::waiters::{Leftover, Matcher, Offer, RawWaiter, Waiter};
 use crate::watcher::ValueWatcher;
 
@@ -210,22 +210,19 @@ impl<T> Matcher<T> for ChangeSignal {
 // === the shared wait future ===
 
 /// The future behind every public wait type.
+///
+/// Whether the first poll checks the current value, and whether the wait
+/// completed, are kept in the node (see [`Waiter::immediate`]).
 struct Wait<'a, T, M> {
     watcher: &'a ValueWatcher<T>,
     waiter: Waiter<T, M>,
-    /// Check the current value on the first poll.
-    immediate: bool,
-    /// Completed: a further poll is a bug in the caller.
-    done: Cell<bool>,
 }
 
 impl<'a, T, M: Matcher<T>> Wait<'a, T, M> {
     fn new(watcher: &'a ValueWatcher<T>, matcher: M, immediate: bool) -> Self {
         Self {
             watcher,
-            waiter: Waiter::new(matcher),
-            immediate,
-            done: Cell::new(false),
+            waiter: Waiter::new(matcher, immediate),
         }
     }
 }
@@ -245,97 +242,127 @@ impl<T, M: Matcher<T>> Future for Wait<'_, T, M> {
         // From here on only shared access: the node inside is reachable by
         // setters through the watcher's list.
         let this = self.into_ref();
-        assert!(
-            !this.done.get(),
-            "value-watcher: wait future polled after it completed"
-        );
         let waiter = this.waiter();
         // The matcher call for the first check: on hosted targets the
         // constant one, so that the matcher inlines into this poll; on
-        // bare-metal targets the node's copy, so that every wait type of one
-        // `T` shares one `poll_waiter`.
+        // bare-metal targets `None`, the node's copy, so that every wait
+        // type of one `T` shares one `owner_step` and one `poll`.
         let offer = if crate::SMALL {
-            waiter.stored_offer()
+            None
         } else {
-            Waiter::<T, M>::OFFER
+            Some(Waiter::<T, M>::OFFER)
         };
-        // SAFETY: `offer` is this waiter's.
-        let Poll::Ready(mut leftover) = (unsafe {
-            poll_waiter(
-                this.watcher,
-                waiter.raw(),
-                offer,
-                this.immediate,
-                cx.waker(),
-            )
-        }) else {
+        // SAFETY: `offer`, if any, is this waiter's.
+        let over = unsafe { owner_step(this.watcher, waiter.raw(), offer, Some(cx.waker())) };
+        if matches!(over, Ok(false)) {
             return Poll::Pending;
-        };
+        }
         // The node is `Idle` now and only ours, so its output is taken
         // without the lock.
-        this.done.set(true);
-        let panic = leftover.panic.take();
-        drop(leftover);
-        match panic {
-            Some(payload) => unwind::resume(payload),
-            None => match waiter.take_output_idle() {
-                Some(output) => Poll::Ready(output),
-                None => unreachable!("a finished waiter holds its output"),
-            },
+        if let Err(payload) = over {
+            unwind::resume(payload);
+        }
+        match waiter.take_output_idle() {
+            Some(output) => Poll::Ready(output),
+            None => unreachable!("a finished waiter holds its output"),
         }
     }
 }
 
-/// The part of [`Wait::poll`] that does not depend on the matcher's type:
-/// one copy per `T`, shared by every wait type (code size on small
-/// targets). `Ready` when the wait is over: a setter chose the node (its
-/// output, or the matcher's panic in the leftover) or the current value
-/// matched (its output); either way the node is `Idle` and the output is
-/// in the matcher. The caller drops the leftover (a panic payload, a
-/// replaced waker) itself, after the lock is released.
+/// The owner's step of every wait future, whatever its matcher: one copy
+/// per `T`, shared by every wait type (code size on small targets), for
+/// both the poll (`waker` is the task's) and the drop (`waker` is `None`).
 ///
-/// Inlined into each wait type's `poll` on hosted targets, where speed
-/// matters more than bytes; one shared copy on bare-metal targets.
+/// Poll: `Ok(true)` when the wait is over: a setter chose the node or the
+/// current value matched; either way the node is `Idle` and the output is
+/// in the matcher. `Ok(false)` when the node is registered with `waker`.
+/// `Err` with the payload of the matcher's panic during a setter's walk (the
+/// node is `Idle`), for the caller to resume.
+///
+/// Drop: the node is unregistered (`Idle`, in no list), whatever its state
+/// was; a payload comes back for the caller to drop. The lock is taken with
+/// [`lock_for(true)`](crate::lock::Lock::lock_for): a reentrant drop (from
+/// user code under this watcher's lock) aborts with the critical-section
+/// lock and deadlocks with the spinlock, because the destructor must unlink
+/// the node before its memory goes away, so it must neither unwind nor
+/// return early.
+///
+/// What the node gives back (a replaced or unused waker) is dropped here,
+/// after the lock is released.
+///
+/// Inlined into each caller on hosted targets, where speed matters more
+/// than bytes (and the constant `waker` of each caller folds the other form
+/// away); one shared copy on bare-metal targets.
+///
+/// The first check calls `offer`, or the node's own copy of its matcher
+/// call if `None` (bare metal: then every wait type of one `T` passes the
+/// same arguments and shares one `poll`).
 ///
 /// # Safety
 ///
-/// `offer` is the matcher call of the waiter `waiter` came from.
+/// `offer`, if given, is the matcher call of the waiter `waiter` came from.
 #[cfg_attr(not(any(target_os = "none", value_watcher_small)), inline(always))]
-unsafe fn poll_waiter<T>(
+unsafe fn owner_step<T>(
     watcher: &ValueWatcher<T>,
     waiter: RawWaiter<'_, T>,
-    offer: Offer<T>,
-    immediate: bool,
-    waker: &Waker,
-) -> Poll<Leftover> {
-    // Woken by a setter that chose this waiter: its outcome is taken
-    // without the lock (the setter published it with `Release`).
-    if let Some(leftover) = waiter.take_ready() {
-        return Poll::Ready(leftover);
+    offer: Option<Offer<T>>,
+    waker: Option<&Waker>,
+) -> Result<bool, Payload> {
+    let dropping = waker.is_none();
+    if !dropping {
+        assert!(
+            !waiter.is_done(),
+            "value-watcher: wait future polled after it completed"
+        );
     }
     // Declared before the guard, so that on every path, panics included
     // (a panicking matcher or waker `clone` below), what it holds is
     // dropped after the lock is released.
     let mut leftover;
-    let mut guard = watcher.state.lock();
-    let state = &mut *guard;
-    // A node chosen between the check above and the lock.
-    leftover = waiter.take_outcome_locked(&mut state.waiters);
-    if leftover.ready
-        || (immediate
-            && !waiter.is_armed()
-            // SAFETY: the caller guarantees `offer` is this waiter's.
-            && unsafe { waiter.check_current_locked(offer, &mut state.waiters, &state.value) })
-    {
-        drop(guard);
-        return Poll::Ready(leftover);
+    let registered = 'locked: {
+        // Woken by a setter that chose this waiter: its outcome is taken
+        // without the lock (the setter published it with `Release`).
+        if let Some(ready) = waiter.take_ready() {
+            leftover = ready;
+            break 'locked false;
+        }
+        let mut guard = watcher.state.lock_for(dropping);
+        let state = &mut *guard;
+        // A node chosen between the check above and the lock; on drop, any
+        // registered node.
+        leftover = waiter.take_outcome_locked(&mut state.waiters, dropping);
+        let Some(waker) = waker else {
+            break 'locked false;
+        };
+        if leftover.ready
+            || (waiter.immediate()
+                && !waiter.is_armed()
+                // SAFETY: the caller guarantees that `offer` is this
+                // waiter's; the stored one is by construction.
+                && unsafe {
+                    waiter.check_current_locked(
+                        offer.unwrap_or_else(|| waiter.stored_offer()),
+                        &mut state.waiters,
+                        &state.value,
+                    )
+                })
+        {
+            break 'locked false;
+        }
+        // The check above and this registration share one critical
+        // section: no transition can fall between.
+        leftover.set_replaced(waiter.register_locked(&mut state.waiters, waker));
+        true
+    };
+    let Leftover { panic, waker, .. } = leftover;
+    drop(waker);
+    if !registered && !dropping {
+        waiter.set_done();
     }
-    // The check above and this registration share one critical section:
-    // no transition can fall between.
-    leftover.waker = waiter.register_locked(&mut state.waiters, waker);
-    drop(guard);
-    drop(leftover);
-    Poll::Pending
+    match panic {
+        Some(payload) => Err(payload),
+        None => Ok(!registered),
+    }
 }
 
 impl<T, M> Drop for Wait<'_, T, M> {
@@ -346,27 +373,11 @@ impl<T, M> Drop for Wait<'_, T, M> {
         // SAFETY: the node is armed only after a poll, which pinned `self`;
         // pinned values are dropped in place, so this is the same address.
         let this = unsafe { Pin::new_unchecked(&*self) };
-        unregister(this.watcher, this.waiter().raw());
+        // The step's drop form; a panic payload it hands back is dropped
+        // here, without the lock.
+        // SAFETY: no `offer` is passed (and the drop form calls none).
+        let _ = unsafe { owner_step(this.watcher, this.waiter().raw(), None, None) };
     }
-}
-
-/// Unregisters an armed waiter for the `Drop` of its future or stream,
-/// whatever its matcher (one copy per `T` on bare-metal targets; inlined
-/// as [`poll_waiter`] is on hosted ones).
-#[cfg_attr(not(any(target_os = "none", value_watcher_small)), inline(always))]
-fn unregister<T>(watcher: &ValueWatcher<T>, waiter: RawWaiter<'_, T>) {
-    // A setter chose it and is done with it: nothing to unlink.
-    if let Some(leftover) = waiter.take_ready() {
-        drop(leftover);
-        return;
-    }
-    // `lock_for_drop`: the destructor must unlink the node before the
-    // memory goes away, so it must neither unwind nor return early. A
-    // reentrant drop (from user code under this watcher's lock) aborts
-    // with the critical-section lock and deadlocks with the spinlock.
-    let leftover = waiter.cancel_locked(&mut watcher.state.lock_for_drop().waiters);
-    // A captured value, panic payload or waker is dropped without the lock.
-    drop(leftover);
 }
 
 // === the public future types ===
@@ -473,7 +484,7 @@ macro_rules! wait_future {
         impl<$($gen)*> fmt::Debug for $name<$($arg)*> {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.debug_struct(stringify!($name))
-                    .field("immediate", &self.inner.immediate)
+                    .field("immediate", &self.inner.waiter.immediate())
                     .field("registered", &self.inner.waiter.is_armed())
                     .finish_non_exhaustive()
             }
@@ -507,7 +518,7 @@ macro_rules! immediate {
             /// assert_eq!(block_on(fut), Some(2));
             /// ```
             pub fn immediate(mut self, check_current: bool) -> Self {
-                self.inner.immediate = check_current;
+                self.inner.waiter.set_immediate(check_current);
                 self
             }
         }
@@ -849,7 +860,7 @@ impl<'a, T> Changes<'a, T> {
         let seen = watcher.version();
         Self {
             watcher,
-            waiter: Box::pin(Waiter::new(ChangeSignal)),
+            waiter: Box::pin(Waiter::new(ChangeSignal, false)),
             seen,
         }
     }
@@ -899,11 +910,11 @@ impl<T: Clone> futures_core::Stream for Changes<'_, T> {
             let mut guard = this.watcher.state.lock();
             let state = &mut *guard;
             if state.version == this.seen {
-                leftover = waiter.take_outcome_locked(&mut state.waiters);
+                leftover = waiter.take_outcome_locked(&mut state.waiters, false);
                 // Any signal comes with a version bump, so none is pending here.
                 debug_assert!(!leftover.ready);
-                leftover.waker = waiter.register_locked(&mut state.waiters, cx.waker());
-                drop(guard);
+                leftover.set_replaced(waiter.register_locked(&mut state.waiters, cx.waker()));
+                guard.unlock();
                 drop(leftover);
                 return Poll::Pending;
             }
@@ -925,7 +936,8 @@ impl<T> Drop for Changes<'_, T> {
         if self.waiter.is_armed() {
             // As in `Wait::drop`: the node must be unlinked before the `Box`
             // is freed, so a reentrant drop aborts rather than unwinds.
-            unregister(self.watcher, self.waiter.as_ref().raw());
+            // SAFETY: no `offer` is passed (and the drop form calls none).
+            let _ = unsafe { owner_step(self.watcher, self.waiter.as_ref().raw(), None, None) };
         }
     }
 }

@@ -121,7 +121,10 @@ const STATE_BITS: u8 = 0b11;
 
 impl NodeState {
     fn from_u8(v: u8) -> Self {
-        match v & STATE_BITS {
+        // With one lane the bits above the state are always zero: no mask
+        // (two instructions at every load on Thumb).
+        let v = if LANES == 1 { v } else { v & STATE_BITS };
+        match v {
             0 => NodeState::Idle,
             1 => NodeState::Waiting,
             2 => NodeState::Queued,
@@ -172,6 +175,14 @@ pub(crate) struct Node<T> {
     /// setters. Here rather than beside the matcher, so that the owner's
     /// steps ([`RawWaiter`]) need only the node's address.
     armed: Cell<bool>,
+    /// Owner-only, never read by setters: the wait checks the current value
+    /// on its first poll. Here (in what would be padding) rather than in the
+    /// future, so that the shared owner step reads it from the node it is
+    /// handed, and every access is one short instruction on Thumb.
+    immediate: bool,
+    /// Owner-only: the wait completed, so a further poll is a bug in the
+    /// caller. Beside `immediate` for the same reasons.
+    done: Cell<bool>,
     /// Linked nodes are pointed to, so they must not move: this makes every
     /// future that embeds one `!Unpin`.
     _pinned: PhantomPinned,
@@ -223,7 +234,7 @@ unsafe fn lane_of<T>(node: NonNull<Node<T>>) -> usize {
     let lane = usize::from(unsafe { node.as_ref() }.state.load(Ordering::Relaxed) >> 2);
     // Always below `LANES` already; the modulo lets the compiler see it (one
     // `and`, or with a single lane a constant 0), so no bounds check follows.
-    lane % LANES
+    wrap_lane(lane)
 }
 
 /// Sets the state of `node` (and clears its lane).
@@ -329,10 +340,17 @@ impl<T> List<T> {
 /// walk is bound by the latency of loading each node, not by the predicate
 /// calls. A power of two.
 ///
-/// One on bare-metal targets (`target_os = "none"`): a microcontroller
-/// without a data cache gains nothing from overlapping loads, and one lane
-/// takes the lane bookkeeping out of its flash.
-const LANES: usize = if cfg!(target_os = "none") { 1 } else { 4 };
+/// One in the small shape ([`crate::SMALL`], bare-metal targets): a
+/// microcontroller without a data cache gains nothing from overlapping
+/// loads, and one lane takes the lane bookkeeping out of its flash.
+const LANES: usize = if crate::SMALL { 1 } else { 4 };
+
+/// `lane % LANES`: with one lane a constant 0, which the compiler sees.
+#[allow(clippy::modulo_one)] // `LANES` is 1 in the small shape
+#[inline(always)]
+fn wrap_lane(lane: usize) -> usize {
+    lane % LANES
+}
 
 // A lane number lives in the six bits of `Node::state` above the state.
 const _: () = assert!(LANES <= 1 << 6);
@@ -360,6 +378,10 @@ impl<T> Waiters<T> {
     /// chosen do not count).
     #[inline]
     pub(crate) fn is_waiting_empty(&self) -> bool {
+        // One lane: one load (`opt-level = "z"` keeps even a one-round loop).
+        if LANES == 1 {
+            return self.waiting[0].is_empty();
+        }
         self.waiting.iter().all(List::is_empty)
     }
 
@@ -378,6 +400,17 @@ impl<T> Waiters<T> {
     /// delivered to that node's future; without `std` it unwinds out of here
     /// with the lists consistent (the node being checked is still linked).
     pub(crate) fn notify_locked(&mut self, old: &T, value: &T, batch: &mut WakeBatch) {
+        if LANES == 1 {
+            // One lane: a plain walk, without the lock-step bookkeeping.
+            let mut cursor = self.waiting[0].head;
+            while let Some(node) = cursor {
+                // SAFETY: as below.
+                cursor = unsafe { with_inner(node, |n| n.next) };
+                // SAFETY: as below.
+                unsafe { self.offer(0, node, old, value, batch) };
+            }
+            return;
+        }
         let mut cursors: [Link<T>; LANES] = core::array::from_fn(|lane| self.waiting[lane].head);
         let mut live = cursors.iter().filter(|c| c.is_some()).count();
         let mut lane = 0;
@@ -391,7 +424,7 @@ impl<T> Waiters<T> {
                 // SAFETY: as above.
                 unsafe { self.offer(lane, node, old, value, batch) };
             }
-            lane = (lane + 1) % LANES;
+            lane = wrap_lane(lane + 1);
         }
     }
 
@@ -461,8 +494,10 @@ impl<T> Waiters<T> {
     unsafe fn push_waiting(&mut self, node: NonNull<Node<T>>, waker: Waker) {
         // `% LANES` as in `lane_of`: always in range already, but this way
         // the compiler sees it and the index below needs no bounds check.
-        let lane = usize::from(self.next_lane) % LANES;
-        self.next_lane = ((lane + 1) % LANES) as u8;
+        let lane = wrap_lane(usize::from(self.next_lane));
+        if LANES > 1 {
+            self.next_lane = wrap_lane(lane + 1) as u8;
+        }
         // SAFETY: the caller guarantees the node is live and in no list.
         unsafe {
             debug_assert_eq!(state_of(node, Ordering::Relaxed), NodeState::Idle);
@@ -553,7 +588,9 @@ unsafe fn offer<T, M: Matcher<T>>(node: NonNull<Node<T>>, old: Option<&T>, new: 
 }
 
 impl<T, M: Matcher<T>> Waiter<T, M> {
-    pub(crate) fn new(matcher: M) -> Self {
+    /// A waiter for `matcher`; `immediate`: its first poll checks the
+    /// current value.
+    pub(crate) fn new(matcher: M, immediate: bool) -> Self {
         Self {
             node: Node {
                 inner: UnsafeCell::new(Inner {
@@ -565,6 +602,8 @@ impl<T, M: Matcher<T>> Waiter<T, M> {
                 state: AtomicU8::new(NodeState::Idle as u8),
                 offer: offer::<T, M>,
                 armed: Cell::new(false),
+                immediate,
+                done: Cell::new(false),
                 _pinned: PhantomPinned,
             },
             matcher: UnsafeCell::new(matcher),
@@ -592,10 +631,15 @@ impl<T, M> Waiter<T, M> {
         }
     }
 
-    /// This waiter's matcher call, as its node stores it (the same function
-    /// as [`Waiter::OFFER`], read from memory).
-    pub(crate) fn stored_offer(&self) -> Offer<T> {
-        self.node.offer
+    /// Whether the first poll checks the current value.
+    pub(crate) fn immediate(&self) -> bool {
+        self.node.immediate
+    }
+
+    /// Sets [`Waiter::immediate`]; by `&mut`, so only before the first poll
+    /// pins the waiter.
+    pub(crate) fn set_immediate(&mut self, immediate: bool) {
+        self.node.immediate = immediate;
     }
 }
 
@@ -640,6 +684,16 @@ impl Leftover {
         panic: None,
         waker: None,
     };
+
+    /// Stores the waker a registration replaced, in a leftover that holds
+    /// none (a node that was not chosen gives back none): not an
+    /// assignment, which would compile a waker drop under the lock that
+    /// could never run. Were it broken, a waker would leak; nothing unsound
+    /// follows.
+    pub(crate) fn set_replaced(&mut self, waker: Option<Waker>) {
+        debug_assert!(self.waker.is_none());
+        core::mem::forget(core::mem::replace(&mut self.waker, waker));
+    }
 }
 
 /// A pinned [`Waiter`] seen by its owner without its matcher's type: its
@@ -675,6 +729,32 @@ impl<T> RawWaiter<'_, T> {
     /// Whether the node is registered or holds an outcome (owner-only view).
     pub(crate) fn is_armed(self) -> bool {
         self.armed().get()
+    }
+
+    /// The node's own copy of its matcher call (the same function as
+    /// [`Waiter::OFFER`], read from memory).
+    pub(crate) fn stored_offer(self) -> Offer<T> {
+        // SAFETY: the node is live for `'a` (see `RawWaiter`); `offer` is
+        // never written after construction.
+        unsafe { self.node.as_ref().offer }
+    }
+
+    /// Whether the first poll checks the current value.
+    pub(crate) fn immediate(self) -> bool {
+        // SAFETY: as in `stored_offer`; written only before pinning.
+        unsafe { self.node.as_ref().immediate }
+    }
+
+    /// Whether the wait completed: a further poll is a bug in the caller.
+    pub(crate) fn is_done(self) -> bool {
+        // SAFETY: as in `armed`: an owner-only field.
+        unsafe { self.node.as_ref().done.get() }
+    }
+
+    /// Marks the wait completed.
+    pub(crate) fn set_done(self) {
+        // SAFETY: as in `armed`: an owner-only field.
+        unsafe { self.node.as_ref().done.set(true) }
     }
 
     /// If a setter has made the node `Ready`, returns it to `Idle` without
@@ -735,16 +815,39 @@ impl<T> RawWaiter<'_, T> {
 
     /// If a setter chose the node, returns it to `Idle` and says so (`ready`,
     /// with a panic if the matcher panicked; the output is in the matcher).
-    /// A node still `Waiting` gives back nothing.
-    pub(crate) fn take_outcome_locked(self, waiters: &mut Waiters<T>) -> Leftover {
+    /// A node still `Waiting` gives back nothing, unless `cancel`: then it is
+    /// unregistered too, and its waker given back (see
+    /// [`RawWaiter::cancel_locked`]).
+    pub(crate) fn take_outcome_locked(self, waiters: &mut Waiters<T>, cancel: bool) -> Leftover {
         if !self.is_armed() {
             return Leftover::NONE;
         }
-        // SAFETY: armed, so the node is registered with this watcher; lock held.
-        let state = unsafe { state_of(self.node, Ordering::Relaxed) };
-        match state {
-            NodeState::Waiting => Leftover::NONE,
-            _ => self.cancel_locked(waiters),
+        let node = self.node;
+        // SAFETY: armed, so registered with this watcher; lock held.
+        let state = unsafe { state_of(node, Ordering::Relaxed) };
+        debug_assert_ne!(state, NodeState::Idle, "armed node is idle");
+        // Armed, so `Waiting`, `Queued` or `Ready`: tests rather than a
+        // `match`, whose arms become a jump table on Thumb.
+        let ready = state != NodeState::Waiting;
+        if !ready {
+            if !cancel {
+                return Leftover::NONE;
+            }
+            // SAFETY: the state says which list holds the node.
+            unsafe { waiters.unlink_waiting(node) };
+        } else if state == NodeState::Queued {
+            // SAFETY: as above.
+            unsafe { waiters.queued.unlink(node) };
+        }
+        self.armed().set(false);
+        // SAFETY: lock held; the node is now in no list.
+        unsafe {
+            set_state(node, NodeState::Idle, Ordering::Relaxed);
+            with_inner(node, |n| Leftover {
+                ready,
+                panic: n.panic.take(),
+                waker: n.waker.take(),
+            })
         }
     }
 
@@ -790,31 +893,7 @@ impl<T> RawWaiter<'_, T> {
     /// had chosen it, its panic and the waker it held (for the caller to use,
     /// or to drop after unlocking).
     pub(crate) fn cancel_locked(self, waiters: &mut Waiters<T>) -> Leftover {
-        if !self.is_armed() {
-            return Leftover::NONE;
-        }
-        let node = self.node;
-        // SAFETY: armed, so registered with this watcher; lock held.
-        let state = unsafe { state_of(node, Ordering::Relaxed) };
-        let ready = matches!(state, NodeState::Queued | NodeState::Ready);
-        match state {
-            // SAFETY: the state says which list holds the node.
-            NodeState::Waiting => unsafe { waiters.unlink_waiting(node) },
-            // SAFETY: as above.
-            NodeState::Queued => unsafe { waiters.queued.unlink(node) },
-            NodeState::Ready => {}
-            NodeState::Idle => unreachable!("armed node is idle"),
-        }
-        self.armed().set(false);
-        // SAFETY: lock held; the node is now in no list.
-        unsafe {
-            set_state(node, NodeState::Idle, Ordering::Relaxed);
-            with_inner(node, |n| Leftover {
-                ready,
-                panic: n.panic.take(),
-                waker: n.waker.take(),
-            })
-        }
+        self.take_outcome_locked(waiters, true)
     }
 }
 

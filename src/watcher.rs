@@ -687,13 +687,13 @@ impl<T: PartialEq> ValueWatcher<T> {
         let state = &mut *guard;
         let (changed, result) = f(&mut state.value, spill);
         if !changed {
-            drop(guard);
+            guard.unlock();
             return result;
         }
         state.version += 1;
         if state.waiters.is_waiting_empty() && state.callbacks.is_idle() {
             // Nobody to tell: the common uncontended set ends here.
-            drop(guard);
+            guard.unlock();
         } else {
             self.deliver(guard, old(spill));
         }
@@ -733,7 +733,7 @@ impl<T: PartialEq> ValueWatcher<T> {
         state
             .callbacks
             .fire(&state.value, &mut new, token, &mut firing);
-        drop(guard);
+        guard.unlock();
         // If a waker's panic unwinds from here (without `std`), the claimed
         // callbacks are given up cleanly instead of leaving `running` counted.
         // Only then: the guard borrows the slot and is forgotten once the
