@@ -156,11 +156,9 @@ mod imp {
 
         /// Enters the critical section; a reentrant call (this context holds
         /// the lock already) panics with a message that says so.
+        #[inline]
         pub(crate) fn lock(&self) -> Guard<'_, T> {
-            match self.try_lock() {
-                Some(guard) => guard,
-                None => reentered(),
-            }
+            self.lock_for(false)
         }
 
         /// `lock`, or with `dropping` the lock of a destructor that must
@@ -168,7 +166,9 @@ mod imp {
         /// call aborts the process instead of unwinding out of the
         /// destructor (which would free a node that is still linked; SPEC
         /// §3.18). One function for both, so that a wait's poll and its drop
-        /// can share one owner step (code size).
+        /// can share one owner step (code size); `lock` is this with `false`,
+        /// so that a small target links one copy of the lock.
+        #[cfg_attr(any(target_os = "none", value_watcher_small), inline(never))]
         pub(crate) fn lock_for(&self, dropping: bool) -> Guard<'_, T> {
             match self.try_lock() {
                 Some(guard) => guard,

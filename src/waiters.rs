@@ -29,7 +29,7 @@
 //! unlocking and waking the first batch) takes them out batch by batch. A node
 //! in `queued` already holds its output, so its future completes if polled
 //! before the setter gets to it, and unlinks itself from `queued` if dropped.
-//! In the small shape ([`crate::SMALL`]: bare metal) the batch has one slot
+//! In the small shape ([`crate::SMALL`]: bare metal) the batch has no slots
 //! and the walk queues every node it chooses: the setter then wakes them one
 //! critical section at a time (see [`WakeBatch`]).
 //!
@@ -487,8 +487,9 @@ impl<T> Waiters<T> {
             unsafe { state_of(node, Ordering::Relaxed) },
             NodeState::Waiting,
         );
-        // The small shape queues every chosen node (see `WakeBatch`).
-        let queue = crate::SMALL || batch.is_full();
+        // The small shape's batch is always full: it queues every chosen
+        // node (see `WakeBatch`).
+        let queue = batch.is_full();
         // SAFETY: we hold the lock; the node is now in no list.
         let waker = unsafe {
             with_inner(node, |n| {
@@ -554,8 +555,26 @@ impl<T> Waiters<T> {
         unsafe { self.waiting[lane].unlink(node) };
     }
 
+    /// Takes the first queued node out of `queued`, makes it `Ready` and
+    /// returns its waker, for the caller to wake after unlocking; flags
+    /// `batch` if queued nodes remain (small shape: see [`WakeBatch`]).
+    #[cfg(any(target_os = "none", value_watcher_small))]
+    pub(crate) fn pop_queued_locked(&mut self, batch: &mut WakeBatch) -> Option<Waker> {
+        let node = self.queued.pop_front()?;
+        // SAFETY: the node was linked in `queued`, so it is live; lock held.
+        let waker = unsafe {
+            debug_assert_eq!(state_of(node, Ordering::Relaxed), NodeState::Queued);
+            with_inner(node, |n| n.waker.take())
+        };
+        // SAFETY: lock held; the last access to the node, as in `offer`.
+        unsafe { set_state(node, NodeState::Ready, Ordering::Release) };
+        batch.overflowed = !self.queued.is_empty();
+        waker
+    }
+
     /// Moves wakers of queued nodes into `batch` until it is full, and flags
-    /// `batch` if queued nodes remain.
+    /// `batch` if queued nodes remain (hosted shape).
+    #[cfg(not(any(target_os = "none", value_watcher_small)))]
     pub(crate) fn drain_queued_locked(&mut self, batch: &mut WakeBatch) {
         // The batch was woken; if its last waker panicked, `wake_all` did not
         // get to rewind it, so rewind here.
@@ -942,12 +961,13 @@ const BATCH: usize = if cfg!(value_watcher_loom) { 1 } else { 32 };
 /// transition, so zeroing 32 wakers each time would cost more than the rest
 /// of an uncontended `set`).
 ///
-/// Small shape ([`crate::SMALL`]): one slot. The walk queues every node it
-/// chooses, and the setter then takes them out of `queued` one at a time,
-/// each in its own short critical section, waking each after releasing the
-/// lock. That is one path through the walk instead of two and no slot
-/// bookkeeping (flash), two words of stack instead of a 32-waker array, and
-/// with `critical-section`, interrupts are enabled between any two wakes.
+/// Small shape ([`crate::SMALL`]): no slots, so the batch is always full.
+/// The walk queues every node it chooses, and the setter then takes them out
+/// of `queued` one at a time ([`Waiters::pop_queued_locked`]), each in its
+/// own short critical section, waking each after releasing the lock. That
+/// is one path through the walk instead of two and no slot bookkeeping
+/// (flash), one flag of stack instead of a 32-waker array, and with
+/// `critical-section`, interrupts are enabled between any two wakes.
 /// The drain makes each node `Ready` before waking it, so its woken future
 /// still takes the outcome without the lock; one polled before the setter
 /// gets to it takes it from `queued` under the lock.
@@ -959,8 +979,6 @@ pub(crate) struct WakeBatch {
     start: usize,
     #[cfg(not(any(target_os = "none", value_watcher_small)))]
     len: usize,
-    #[cfg(any(target_os = "none", value_watcher_small))]
-    waker: Option<Waker>,
     /// Set when matching nodes were left in the `queued` list (for lack of
     /// room, or in the small shape always).
     overflowed: bool,
@@ -978,37 +996,27 @@ impl WakeBatch {
 impl WakeBatch {
     #[inline]
     pub(crate) const fn new() -> Self {
-        Self {
-            waker: None,
-            overflowed: false,
-        }
+        Self { overflowed: false }
     }
 
-    fn rewind(&mut self) {}
-
+    /// Always: there are no slots.
     fn is_full(&self) -> bool {
-        self.waker.is_some()
+        true
     }
 
-    /// Whether no waker is waiting to be woken.
+    /// Always: nothing is ever collected.
     #[inline]
     pub(crate) fn is_empty(&self) -> bool {
-        self.waker.is_none()
+        true
     }
 
-    fn push(&mut self, waker: Waker) {
-        debug_assert!(self.is_empty(), "wake batch overflow");
-        // Not an assignment: the slot is empty, and dropping its `None`
-        // would still link a waker drop.
-        core::mem::forget(self.waker.replace(waker));
+    /// Never called: the batch is always full, so the walk queues instead.
+    fn push(&mut self, _: Waker) {
+        unreachable!("a batch without slots is always full")
     }
 
-    /// Wakes and empties the batch. Call only without the lock held.
-    pub(crate) fn wake_all(&mut self) {
-        if let Some(waker) = self.waker.take() {
-            waker.wake();
-        }
-    }
+    /// Nothing to wake.
+    pub(crate) fn wake_all(&mut self) {}
 }
 
 #[cfg(not(any(target_os = "none", value_watcher_small)))]

@@ -959,6 +959,31 @@ impl<T> Notifier<'_, T> {
         panic
     }
 
+    /// Small shape: the walk queued every chosen waiter (the batch has no
+    /// slots); take them out one critical section at a time and wake each
+    /// after unlocking. A waker consumed by a `wake` that panics is gone, so
+    /// after a caught panic (or, without `std`, in `Drop`) this goes on with
+    /// the next queued waiter.
+    #[cfg(any(target_os = "none", value_watcher_small))]
+    fn deliver_all(&mut self, panic: &mut Option<Payload>) {
+        while self.batch.take_overflow() {
+            // The guard is a temporary of this statement: unlocked before
+            // the wake below.
+            let waker = self
+                .watcher
+                .state
+                .lock()
+                .waiters
+                .pop_queued_locked(self.batch);
+            if let Some(waker) = waker {
+                if let Err(payload) = unwind::catch(|| waker.wake()) {
+                    panic.get_or_insert(payload);
+                }
+            }
+        }
+    }
+
+    #[cfg(not(any(target_os = "none", value_watcher_small)))]
     fn deliver_all(&mut self, panic: &mut Option<Payload>) {
         loop {
             // `wake_all` consumes each slot before waking it, so after a
@@ -968,8 +993,7 @@ impl<T> Notifier<'_, T> {
                     panic.get_or_insert(payload);
                 }
             }
-            // More waiters matched than one batch holds (in the small shape,
-            // any matched: its walk queues them all): hand the rest out
+            // More waiters matched than one batch holds: hand the rest out
             // batch by batch, never waking under the lock.
             if !self.batch.take_overflow() {
                 return;
