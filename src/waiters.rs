@@ -256,6 +256,11 @@ unsafe fn state_of<T>(node: NonNull<Node<T>>, order: Ordering) -> NodeState {
 /// `node` points to a live `Waiting` node, and the caller holds the lock.
 #[inline]
 unsafe fn lane_of<T>(node: NonNull<Node<T>>) -> usize {
+    if LANES == 1 {
+        // No load: there is only one lane (an atomic load stays even when
+        // its value is unused).
+        return 0;
+    }
     // SAFETY: the caller guarantees the node is live; `state` is atomic, and
     // under the lock `Relaxed` sees the last store (made under the lock too).
     let lane = usize::from(unsafe { node.as_ref() }.state.load(Ordering::Relaxed) >> 2);
@@ -866,12 +871,16 @@ impl<T> RawWaiter<'_, T> {
     /// unregistered too, and its waker given back (see
     /// [`RawWaiter::cancel_locked`]).
     pub(crate) fn take_outcome_locked(self, waiters: &mut Waiters<T>, cancel: bool) -> Leftover {
-        if !self.is_armed() {
+        // In the small shape the state is the armed flag: one load for both.
+        if !crate::SMALL && !self.is_armed() {
             return Leftover::NONE;
         }
         let node = self.node;
-        // SAFETY: armed, so registered with this watcher; lock held.
+        // SAFETY: the node is live (see `RawWaiter`); lock held.
         let state = unsafe { state_of(node, Ordering::Relaxed) };
+        if crate::SMALL && state == NodeState::Idle {
+            return Leftover::NONE;
+        }
         debug_assert_ne!(state, NodeState::Idle, "armed node is idle");
         // Armed, so `Waiting`, `Queued` or `Ready`: tests rather than a
         // `match`, whose arms become a jump table on Thumb.
