@@ -390,6 +390,11 @@ const _: () = assert!(LANES <= 1 << 6);
 /// The lists of one watcher: nodes waiting for a transition, spread over
 /// [`LANES`] lanes in registration order (round-robin), and nodes a setter
 /// has chosen but not woken yet (its wake batch was full).
+///
+/// `repr(C)`: the first lane's head is at offset 0, and `State` puts the
+/// waiters first, so they sit at the guarded data's own address (see
+/// `State`).
+#[repr(C)]
 pub(crate) struct Waiters<T> {
     waiting: [List<T>; LANES],
     /// The lane the next registered node goes to.

@@ -122,10 +122,17 @@ pub struct ValueWatcher<T> {
 }
 
 /// Everything the lock guards.
+///
+/// `repr(C)` with the waiters first: the lists are at the guarded data's
+/// own address, so the setter's walk and the owner's steps reach them
+/// through the pointer they already hold instead of computing and keeping
+/// one more (on Thumb, 12 bytes less code for the size job; the field order
+/// costs no padding there or on 64-bit hosts for a `u64` value).
+#[repr(C)]
 pub(crate) struct State<T> {
+    pub(crate) waiters: Waiters<T>,
     pub(crate) value: T,
     pub(crate) version: u64,
-    pub(crate) waiters: Waiters<T>,
     pub(crate) callbacks: Callbacks<T>,
 }
 
