@@ -152,7 +152,7 @@
 //! | `Waker::clone`, when a future registers or changes wakers | yes | the polling task | no (†) |
 //! | `Drop` of `T` (old, rejected, rolled-back, captured or target values) | **no** | whoever lets go of the value: a setter after unlocking, a future's poll or drop, `remove_callback` | yes |
 //! | `Drop` of predicates and callbacks | **no** | the future's drop; `remove_callback` or the setter that ran or fired it | yes |
-//! | `Drop` of a waker | **no** | the poll that replaced it, the future's drop, the setter that woke it | yes |
+//! | `Drop` of a waker | **no** | the poll that replaced it or completed its wait, the future's drop, the setter that woke it | yes |
 //! | `Waker::wake` | **no** | the setter, after unlocking | yes |
 //! | `on_change` and `on_value` callbacks | **no** | the setter, after unlocking and waking; `on_value` at once in its caller if the value already matches | yes: read, set, register and remove callbacks (itself included) |
 //! | `Drop` of a wait future or `changes()` stream | takes the lock itself, unless a setter already chose it (then it needs none) | the dropping thread | from code outside the lock, yes; from a row marked (†) see below |
@@ -188,8 +188,10 @@
 //! next polled, and every callback runs even if one panics (the first panic is
 //! resumed in the setter afterwards). Without `std` (no `catch_unwind`), a
 //! panic unwinds through the setter; waiters already chosen are still woken,
-//! waiters not yet checked miss that one transition. See each method's
-//! `# Panics` section.
+//! waiters not yet checked miss that one transition. A waker's `Drop` that
+//! panics in the poll completing its wait leaves that wait spent: the poll
+//! panics, and a further poll panics as for any completed future. See each
+//! method's `# Panics` section.
 //!
 //! # Features
 //!

@@ -355,10 +355,13 @@ unsafe fn owner_step<T>(
         true
     };
     let Leftover { panic, waker, .. } = leftover;
-    drop(waker);
+    // Done before the waker's `Drop` (user code) runs: if it panics, the
+    // wait is spent, and a further poll panics instead of starting over
+    // and missing the transition it captured.
     if !registered && !dropping {
         waiter.set_done();
     }
+    drop(waker);
     match panic {
         Some(payload) => Err(payload),
         None => Ok(!registered),

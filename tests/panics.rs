@@ -592,3 +592,89 @@ fn a_panicking_waker_loses_no_callback() {
         "on_value ran once and on_change for each transition"
     );
 }
+
+// === a panicking waker drop ===
+
+/// A waker whose last copy panics when dropped.
+struct PanicsOnDrop;
+
+impl std::task::Wake for PanicsOnDrop {
+    fn wake(self: Arc<Self>) {}
+}
+
+impl Drop for PanicsOnDrop {
+    fn drop(&mut self) {
+        panic!("waker drop panic");
+    }
+}
+
+type Slot = Arc<Mutex<Option<Pin<Box<value_watcher::WaitFor<'static, u32>>>>>>;
+
+/// A waker that, when woken, polls the wait in `slot` and records whether
+/// that poll panicked.
+struct PollsTarget {
+    slot: Slot,
+    poll_panicked: AtomicBool,
+}
+
+impl std::task::Wake for PollsTarget {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+    fn wake_by_ref(self: &Arc<Self>) {
+        let mut slot = self.slot.lock().unwrap();
+        let target = slot.as_mut().expect("target in its slot");
+        let polled = catch_unwind(AssertUnwindSafe(|| poll_noop(target.as_mut())));
+        self.poll_panicked.store(polled.is_err(), Ordering::SeqCst);
+    }
+}
+
+/// The `Drop` of a waker runs after the lock is released, also where a poll
+/// completes a wait that a setter chose but has not woken yet (queued) and
+/// hands back the waker the node still held. If that drop panics, the poll
+/// panics, and the wait is spent: polled again, it panics as a completed
+/// future does. It must not start over and wait for the next transition
+/// into its target while the one it captured is dropped.
+#[test]
+fn a_panicking_waker_drop_in_a_completing_poll_leaves_the_wait_completed() {
+    const N: usize = 40;
+    let w: &'static ValueWatcher<u32> = Box::leak(Box::new(ValueWatcher::new(0)));
+    // The first waiter's waker polls the last waiter, which every shape has
+    // queued (beyond the 32-waker batch on hosts; every chosen waiter in the
+    // small shape) when the first is woken.
+    let slot: Slot = Arc::new(Mutex::new(None));
+    let first = Arc::new(PollsTarget {
+        slot: slot.clone(),
+        poll_panicked: AtomicBool::new(false),
+    });
+    let first_waker = std::task::Waker::from(first.clone());
+    let mut futs: Vec<_> = (0..N - 1).map(|_| Box::pin(w.wait_for(1))).collect();
+    for (i, fut) in futs.iter_mut().enumerate() {
+        let waker = if i == 0 {
+            first_waker.clone()
+        } else {
+            counting_waker().1
+        };
+        assert!(poll_with(fut.as_mut(), &waker).is_pending());
+    }
+    let mut target = Box::pin(w.wait_for(1));
+    // The node keeps the only other copy of this waker: its drop, in the
+    // completing poll, is the last one.
+    let bad = std::task::Waker::from(Arc::new(PanicsOnDrop));
+    assert!(poll_with(target.as_mut(), &bad).is_pending());
+    drop(bad);
+    *slot.lock().unwrap() = Some(target);
+
+    assert!(w.set(1));
+    assert!(
+        first.poll_panicked.load(Ordering::SeqCst),
+        "the completing poll drops the queued node's waker"
+    );
+    w.set(2);
+    let mut target = slot.lock().unwrap().take().expect("target in its slot");
+    let msg = panic_message(|| poll_noop(target.as_mut()));
+    assert!(msg.contains("polled after it completed"), "{msg}");
+    drop(target);
+    drop(futs);
+    u32_usable(w);
+}
