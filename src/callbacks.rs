@@ -233,11 +233,10 @@ pub(crate) struct Callbacks<T> {
 }
 
 /// [`Callbacks::fire_locked`], through a pointer.
-pub(crate) type FireFn<T> =
-    fn(&mut Callbacks<T>, &T, &mut Option<T>, Token, &mut Option<Firing<T>>);
+pub(crate) type FireFn<T> = fn(&mut Callbacks<T>, &T, &mut Option<T>, &mut Option<Firing<T>>);
 
 /// [`Firing::run`], through a pointer.
-type RunFn<T> = fn(&mut Firing<T>, &Lock<State<T>>, &T, Option<&T>, Option<Payload>);
+type RunFn<T> = fn(&mut Firing<T>, &Lock<State<T>>, &T, &Option<T>, Option<Payload>);
 
 // SAFETY: the entries behind the raw links are only reached under the lock
 // that guards this registry, or by running setters as the module notes
@@ -272,11 +271,10 @@ impl<T> Callbacks<T> {
         &mut self,
         new_value: &T,
         new: &mut Option<T>,
-        token: Token,
         firing: &mut Option<Firing<T>>,
     ) {
         if let Some(fire) = self.fire {
-            fire(self, new_value, new, token, firing);
+            fire(self, new_value, new, firing);
         }
     }
 
@@ -438,16 +436,13 @@ impl<T> Callbacks<T> {
     /// Without `std` it unwinds from here with the registry consistent: after
     /// a panicking clone nothing is claimed; after a panicking `PartialEq` the
     /// entries claimed before it are dropped by a later setter, unrun.
-    fn fire_locked(
-        &mut self,
-        new_value: &T,
-        new: &mut Option<T>,
-        token: Token,
-        firing: &mut Option<Firing<T>>,
-    ) {
+    fn fire_locked(&mut self, new_value: &T, new: &mut Option<T>, firing: &mut Option<Firing<T>>) {
         if self.is_idle() {
             return;
         }
+        // The setter's `new` slot marks the `on_value` entries it claims: a
+        // slot in its frame, distinct for every live setter.
+        let token = Token::of(new);
         let mut panic = None;
         // Clone first: without `std` a panicking clone then leaves every
         // target pending. (`changes > 0` only after an `on_change`
@@ -584,7 +579,7 @@ impl<T> Firing<T> {
         &mut self,
         lock: &Lock<State<T>>,
         old: &T,
-        new: Option<&T>,
+        new: &Option<T>,
         earlier: Option<Payload>,
     ) {
         (self.run)(self, lock, old, new, earlier);
@@ -598,9 +593,10 @@ impl<T> Firing<T> {
         &mut self,
         lock: &Lock<State<T>>,
         old: &T,
-        new: Option<&T>,
+        new: &Option<T>,
         earlier: Option<Payload>,
     ) {
+        let new = new.as_ref();
         let mut panic = self.panic.take().or(earlier);
         drop(Garbage::from_head(self.garbage.take()));
         let Some((first, last)) = self.walk else {

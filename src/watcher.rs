@@ -4,7 +4,7 @@ use alloc::boxed::Box;
 use core::fmt;
 use core::mem;
 
-use crate::callbacks::{CallbackId, Callbacks, Firing, Token};
+use crate::callbacks::{CallbackId, Callbacks, Firing};
 use crate::lock::{Guard, Lock};
 use crate::sync::loom_const_fn;
 use crate::unwind::{self, Payload};
@@ -722,9 +722,9 @@ impl<T: PartialEq> ValueWatcher<T> {
         let mut batch = WakeBatch::new();
         // The clone of the new value that `on_change` callbacks see; in this
         // frame, before the guard, so it is never dropped under the lock.
+        // Its address is also the token that marks the `on_value` entries
+        // this call claims (see callbacks.rs).
         let mut new: Option<T> = None;
-        // Marks the `on_value` entries this call claims (see callbacks.rs).
-        let token = Token::of(&new);
         // What the callbacks of this transition need, filled under the lock;
         // also before the guard, as the entries it may free are user code.
         let mut firing = None;
@@ -737,9 +737,7 @@ impl<T: PartialEq> ValueWatcher<T> {
         state
             .waiters
             .notify_locked(old, &state.value, notifier.batch);
-        state
-            .callbacks
-            .fire(&state.value, &mut new, token, &mut firing);
+        state.callbacks.fire(&state.value, &mut new, &mut firing);
         guard.unlock();
         // If a waker's panic unwinds from here (without `std`), the claimed
         // callbacks are given up cleanly instead of leaving `running` counted.
@@ -756,7 +754,7 @@ impl<T: PartialEq> ValueWatcher<T> {
         let wake_panic = notifier.finish();
         mem::forget(abandon);
         if let Some(firing) = &mut firing {
-            firing.run(&self.state, old, new.as_ref(), wake_panic);
+            firing.run(&self.state, old, &new, wake_panic);
         } else if let Some(payload) = wake_panic {
             unwind::resume(payload);
         }
