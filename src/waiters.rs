@@ -802,13 +802,14 @@ impl<T> RawWaiter<'_, T> {
 
     /// Whether the wait completed: a further poll is a bug in the caller.
     pub(crate) fn is_done(self) -> bool {
-        // SAFETY: as in `armed`: an owner-only field.
+        // SAFETY: the node is live for `'a` (see `RawWaiter`); `done` is a
+        // field only the owner, which we are, ever reads or writes.
         unsafe { self.node.as_ref().done.get() }
     }
 
     /// Marks the wait completed.
     pub(crate) fn set_done(self) {
-        // SAFETY: as in `armed`: an owner-only field.
+        // SAFETY: as in `is_done`.
         unsafe { self.node.as_ref().done.set(true) }
     }
 
@@ -828,8 +829,8 @@ impl<T> RawWaiter<'_, T> {
         }
         let node = self.node;
         // SAFETY: the node is live (see `RawWaiter`: the caller's own
-        // waiter). `Acquire` pairs with the setter's `Release` store of `Ready`, its
-        // last access to the node.
+        // waiter). `Acquire` pairs with the setter's `Release` store of
+        // `Ready`, its last access to the node.
         if unsafe { state_of(node, Ordering::Acquire) } != NodeState::Ready {
             return None;
         }
