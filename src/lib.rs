@@ -225,10 +225,12 @@ mod watcher;
 /// any target built with `--cfg value_watcher_small` (CI runs the host test
 /// suite and the loom models that way too, so the shape the firmware runs is
 /// the shape the tests prove). It trades speed on many cores for flash: one
-/// waiter lane, one copy of the wait futures' poll and drop steps per `T`
-/// (the matcher called through a pointer), chosen waiters woken one
-/// critical section at a time instead of in batches of 32, and the
-/// critical-section guard's release out of line. Semantics do not change.
+/// waiter lane, one copy of the wait futures' poll and drop step per `T`
+/// (the matcher called through a pointer), a node's state read as its
+/// owner's armed flag, chosen waiters woken one critical section at a time
+/// (a wake batch without slots) instead of in batches of 32, and one
+/// out-of-line copy each of the critical-section lock and its release.
+/// Semantics do not change.
 const SMALL: bool = cfg!(any(target_os = "none", value_watcher_small));
 
 pub use callbacks::CallbackId;

@@ -856,7 +856,7 @@ impl<T> RawWaiter<'_, T> {
     /// # Safety
     ///
     /// `offer` is this waiter's matcher call ([`Waiter::OFFER`] or
-    /// [`Waiter::stored_offer`] of the waiter this handle came from).
+    /// [`RawWaiter::stored_offer`] of the waiter this handle came from).
     pub(crate) unsafe fn check_current_locked(
         self,
         offer: Offer<T>,
@@ -978,7 +978,7 @@ const BATCH: usize = if cfg!(value_watcher_loom) { 1 } else { 32 };
 ///
 /// Small shape ([`crate::SMALL`]): no slots, so the batch is always full.
 /// The walk queues every node it chooses, and the setter then takes them out
-/// of `queued` one at a time ([`Waiters::pop_queued_locked`]), each in its
+/// of `queued` one at a time (`Waiters::pop_queued_locked`), each in its
 /// own short critical section, waking each after releasing the lock. That
 /// is one path through the walk instead of two and no slot bookkeeping
 /// (flash), one flag of stack instead of a 32-waker array, and with
