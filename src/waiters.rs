@@ -281,6 +281,28 @@ unsafe fn set_state<T>(node: NonNull<Node<T>>, state: NodeState, order: Ordering
     unsafe { node.as_ref() }.state.store(state as u8, order);
 }
 
+/// Makes a node that a drain just took out of `queued` `Ready` and gives
+/// back its waker, for the caller to wake after unlocking.
+///
+/// # Safety
+///
+/// `node` was linked in `queued` until just now (so it is live and
+/// `Queued`), and the caller holds the lock. This is the caller's last
+/// access to the node, as in `Waiters::offer`.
+#[inline(always)]
+unsafe fn release_queued<T>(node: NonNull<Node<T>>) -> Option<Waker> {
+    // SAFETY: the caller guarantees the node is live and the lock held.
+    let waker = unsafe {
+        debug_assert_eq!(state_of(node, Ordering::Relaxed), NodeState::Queued);
+        with_inner(node, |n| n.waker.take())
+    };
+    // SAFETY: as above; the `Release` store publishes the outcome to an
+    // owner that takes it without the lock, and nothing touches the node
+    // after it.
+    unsafe { set_state(node, NodeState::Ready, Ordering::Release) };
+    waker
+}
+
 // === impl List ===
 
 /// A doubly linked list of nodes, guarded by the watcher's lock (every method
@@ -571,13 +593,8 @@ impl<T> Waiters<T> {
     #[cfg(any(target_os = "none", value_watcher_small))]
     pub(crate) fn pop_queued_locked(&mut self, batch: &mut WakeBatch) -> Option<Waker> {
         let node = self.queued.pop_front()?;
-        // SAFETY: the node was linked in `queued`, so it is live; lock held.
-        let waker = unsafe {
-            debug_assert_eq!(state_of(node, Ordering::Relaxed), NodeState::Queued);
-            with_inner(node, |n| n.waker.take())
-        };
-        // SAFETY: lock held; the last access to the node, as in `offer`.
-        unsafe { set_state(node, NodeState::Ready, Ordering::Release) };
+        // SAFETY: just taken out of `queued`; lock held.
+        let waker = unsafe { release_queued(node) };
         batch.overflowed = !self.queued.is_empty();
         waker
     }
@@ -594,13 +611,8 @@ impl<T> Waiters<T> {
             let Some(node) = self.queued.pop_front() else {
                 return;
             };
-            // SAFETY: the node was linked in `queued`, so it is live; lock held.
-            let waker = unsafe {
-                debug_assert_eq!(state_of(node, Ordering::Relaxed), NodeState::Queued);
-                with_inner(node, |n| n.waker.take())
-            };
-            // SAFETY: lock held; the last access to the node, as in `offer`.
-            unsafe { set_state(node, NodeState::Ready, Ordering::Release) };
+            // SAFETY: just taken out of `queued`; lock held.
+            let waker = unsafe { release_queued(node) };
             if let Some(waker) = waker {
                 batch.push(waker);
             }
