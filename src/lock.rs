@@ -125,6 +125,7 @@ mod imp {
 #[cfg(all(not(value_watcher_loom), feature = "critical-section"))]
 mod imp {
     use core::cell::{Cell, UnsafeCell};
+    use core::mem::MaybeUninit;
 
     pub(crate) struct Lock<T> {
         data: UnsafeCell<T>,
@@ -132,18 +133,27 @@ mod imp {
         /// (and the std implementation is reentrant), so without this a
         /// predicate that touched its own watcher would alias `&mut T`.
         held: Cell<bool>,
+        /// While `held`, the state to restore when the guard is dropped
+        /// (what `critical_section::acquire` returned); uninitialized until
+        /// the first lock. Kept here rather than in the guard, so that a
+        /// guard is one pointer: unlocking passes one argument, and no caller
+        /// keeps the state in a register (or on its stack) across its
+        /// critical section (code size). Not an `Option` instead of `held`:
+        /// its `None` need not be zero bytes (it is not for a `bool` state),
+        /// and a `static` watcher of a zero value must stay in `.bss`
+        /// instead of taking its size in flash (`.data`).
+        saved: Cell<MaybeUninit<critical_section::RestoreState>>,
     }
 
-    // SAFETY: `data` and `held` are only accessed inside a critical section,
-    // which excludes every other core, thread and interrupt handler, and
-    // `held` rejects a nested access from the same context. So at most one
+    // SAFETY: `data`, `held` and `saved` are only accessed inside a critical
+    // section, which excludes every other core, thread and interrupt handler,
+    // and `held` rejects a nested access from the same context. So at most one
     // `&mut T` exists at a time, which is what sharing a `T: Send` needs (the
     // same argument as `Mutex<T>: Sync`).
     unsafe impl<T: Send> Sync for Lock<T> {}
 
     pub(crate) struct Guard<'a, T> {
         lock: &'a Lock<T>,
-        restore: critical_section::RestoreState,
     }
 
     impl<T> Lock<T> {
@@ -151,6 +161,7 @@ mod imp {
             Self {
                 data: UnsafeCell::new(value),
                 held: Cell::new(false),
+                saved: Cell::new(MaybeUninit::uninit()),
             }
         }
 
@@ -184,7 +195,8 @@ mod imp {
             // SAFETY: the matching `release` runs in `Guard::drop` (or just
             // below), and guards are dropped in reverse order of creation
             // because they are never leaked or moved out of the stack frame
-            // that made them (the guard type is crate-private).
+            // that made them (the guard type is crate-private). So the state
+            // `Guard::drop` finds in `saved` is the one acquired here.
             let restore = unsafe { critical_section::acquire() };
             if self.held.get() {
                 // SAFETY: releases the section acquired above, innermost first.
@@ -192,10 +204,8 @@ mod imp {
                 return None;
             }
             self.held.set(true);
-            Some(Guard {
-                lock: self,
-                restore,
-            })
+            self.saved.set(MaybeUninit::new(restore));
+            Some(Guard { lock: self })
         }
     }
 
@@ -217,9 +227,12 @@ mod imp {
         #[cfg_attr(any(target_os = "none", value_watcher_small), inline(never))]
         fn drop(&mut self) {
             self.lock.held.set(false);
-            // SAFETY: `restore` came from the `acquire` in `Lock::lock`, and
-            // this is the innermost live section (see there).
-            unsafe { critical_section::release(self.restore) };
+            // SAFETY: `saved` was written by the `try_lock` that made this
+            // guard (it sets `held` and `saved` together), and no other
+            // guard of this lock has existed since, so it still holds the
+            // state that `acquire` returned for this guard; this is the
+            // innermost live section (see there).
+            unsafe { critical_section::release(self.lock.saved.get().assume_init()) };
         }
     }
 
