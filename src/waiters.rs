@@ -307,8 +307,14 @@ unsafe fn release_queued<T>(node: NonNull<Node<T>>) -> Option<Waker> {
 
 /// A doubly linked list of nodes, guarded by the watcher's lock (every method
 /// that changes it takes `&mut self`, which only the lock guard hands out).
+///
+/// Hosted shape: appended at the tail, so nodes are offered a value in
+/// registration order. Small shape ([`crate::SMALL`]): no tail, and nodes
+/// are pushed at the head (newest first), which takes the tail's upkeep out
+/// of every push and unlink (flash); the order was never promised.
 pub(crate) struct List<T> {
     head: Link<T>,
+    #[cfg(not(any(target_os = "none", value_watcher_small)))]
     tail: Link<T>,
 }
 
@@ -320,6 +326,7 @@ impl<T> List<T> {
     const fn new() -> Self {
         Self {
             head: None,
+            #[cfg(not(any(target_os = "none", value_watcher_small)))]
             tail: None,
         }
     }
@@ -328,28 +335,43 @@ impl<T> List<T> {
         self.head.is_none()
     }
 
-    /// Appends `node`.
+    /// Links `node` in: at the tail (hosted shape) or at the head (small
+    /// shape).
     ///
     /// # Safety
     ///
     /// `node` is live, in no list, and stays at its address until it has been
     /// unlinked again (it is pinned, and its owner unlinks it before dropping).
-    unsafe fn push_back(&mut self, node: NonNull<Node<T>>) {
-        let tail = self.tail;
+    unsafe fn push(&mut self, node: NonNull<Node<T>>) {
+        #[cfg(not(any(target_os = "none", value_watcher_small)))]
+        let (prev, next) = (self.tail, None);
+        #[cfg(any(target_os = "none", value_watcher_small))]
+        let (prev, next) = (None, self.head);
         // SAFETY: the node is live and unlinked, and we hold the lock (`&mut self`).
         unsafe {
             with_inner(node, |n| {
                 debug_assert!(n.prev.is_none() && n.next.is_none());
-                n.prev = tail;
-                n.next = None;
+                n.prev = prev;
+                n.next = next;
             });
         }
-        match tail {
-            // SAFETY: `tail` is linked in this list, hence live.
-            Some(tail) => unsafe { with_inner(tail, |t| t.next = Some(node)) },
-            None => self.head = Some(node),
+        #[cfg(not(any(target_os = "none", value_watcher_small)))]
+        {
+            match prev {
+                // SAFETY: `prev` is the tail, linked in this list, hence live.
+                Some(tail) => unsafe { with_inner(tail, |t| t.next = Some(node)) },
+                None => self.head = Some(node),
+            }
+            self.tail = Some(node);
         }
-        self.tail = Some(node);
+        #[cfg(any(target_os = "none", value_watcher_small))]
+        {
+            if let Some(head) = next {
+                // SAFETY: `next` is the head, linked in this list, hence live.
+                unsafe { with_inner(head, |h| h.prev = Some(node)) };
+            }
+            self.head = Some(node);
+        }
     }
 
     /// Unlinks `node` in O(1).
@@ -368,10 +390,13 @@ impl<T> List<T> {
                 self.head = next;
             }
         }
-        match next {
+        if let Some(next) = next {
             // SAFETY: as above.
-            Some(next) => unsafe { with_inner(next, |x| x.prev = prev) },
-            None => {
+            unsafe { with_inner(next, |x| x.prev = prev) };
+        } else {
+            // The last node: only the hosted list keeps a tail.
+            #[cfg(not(any(target_os = "none", value_watcher_small)))]
+            {
                 debug_assert_eq!(self.tail, Some(node), "unlinked node not in this list");
                 self.tail = prev;
             }
@@ -410,7 +435,8 @@ fn wrap_lane(lane: usize) -> usize {
 const _: () = assert!(LANES <= 1 << 6);
 
 /// The lists of one watcher: nodes waiting for a transition, spread over
-/// [`LANES`] lanes in registration order (round-robin), and nodes a setter
+/// [`LANES`] lanes round-robin (one lane, newest first, in the small shape:
+/// see [`List`]), and nodes a setter
 /// has chosen but not woken yet (its wake batch was full).
 ///
 /// `repr(C)`: the first lane's head is at offset 0, and `State` puts the
@@ -419,7 +445,9 @@ const _: () = assert!(LANES <= 1 << 6);
 #[repr(C)]
 pub(crate) struct Waiters<T> {
     waiting: [List<T>; LANES],
-    /// The lane the next registered node goes to.
+    /// The lane the next registered node goes to (with one lane there is
+    /// no choice, and no byte spent on it).
+    #[cfg(not(any(target_os = "none", value_watcher_small)))]
     next_lane: u8,
     queued: List<T>,
 }
@@ -428,6 +456,7 @@ impl<T> Waiters<T> {
     pub(crate) const fn new() -> Self {
         Self {
             waiting: [const { List::new() }; LANES],
+            #[cfg(not(any(target_os = "none", value_watcher_small)))]
             next_lane: 0,
             queued: List::new(),
         }
@@ -453,7 +482,8 @@ impl<T> Waiters<T> {
     ///
     /// The lanes are walked in lock-step: one node of each lane per round, so
     /// nodes are offered the value in registration order as long as none was
-    /// cancelled (the order is not promised).
+    /// cancelled; the small shape's one lane is walked newest first (the
+    /// order is not promised).
     ///
     /// With `std`, a panic in a matcher or in `T::clone` is caught and
     /// delivered to that node's future; without `std` it unwinds out of here
@@ -533,7 +563,7 @@ impl<T> Waiters<T> {
             // SAFETY: lock held. A `Queued` node is touched only under the lock.
             unsafe { set_state(node, NodeState::Queued, Ordering::Relaxed) };
             // SAFETY: the node is live, pinned, and was just unlinked.
-            unsafe { self.queued.push_back(node) };
+            unsafe { self.queued.push(node) };
             batch.overflowed = true;
         } else {
             // SAFETY: lock held. This is the last access to the node (its
@@ -550,14 +580,18 @@ impl<T> Waiters<T> {
     ///
     /// # Safety
     ///
-    /// As [`List::push_back`], and the caller holds the lock.
+    /// As [`List::push`], and the caller holds the lock.
     unsafe fn push_waiting(&mut self, node: NonNull<Node<T>>, waker: Waker) {
         // `% LANES` as in `lane_of`: always in range already, but this way
         // the compiler sees it and the index below needs no bounds check.
-        let lane = wrap_lane(usize::from(self.next_lane));
-        if LANES > 1 {
+        #[cfg(not(any(target_os = "none", value_watcher_small)))]
+        let lane = {
+            let lane = wrap_lane(usize::from(self.next_lane));
             self.next_lane = wrap_lane(lane + 1) as u8;
-        }
+            lane
+        };
+        #[cfg(any(target_os = "none", value_watcher_small))]
+        let lane = 0;
         // SAFETY: the caller guarantees the node is live and in no list.
         unsafe {
             debug_assert_eq!(state_of(node, Ordering::Relaxed), NodeState::Idle);
@@ -571,7 +605,7 @@ impl<T> Waiters<T> {
                 // waker drop call (see `Inner::waker`).
                 core::mem::forget(n.waker.replace(waker));
             });
-            self.waiting[lane].push_back(node);
+            self.waiting[lane].push(node);
         }
     }
 
