@@ -309,6 +309,12 @@ unsafe fn owner_step<T>(
     waker: Option<&Waker>,
 ) -> Result<bool, Payload> {
     let dropping = waker.is_none();
+    // The drop form of a node that never registered needs no lock; checked
+    // here rather than in each destructor in the small shape, so that the
+    // destructors are one tail call.
+    if crate::SMALL && dropping && !waiter.is_armed() {
+        return Ok(false);
+    }
     if !dropping {
         assert!(
             !waiter.is_done(),
@@ -370,7 +376,7 @@ unsafe fn owner_step<T>(
 
 impl<T, M> Drop for Wait<'_, T, M> {
     fn drop(&mut self) {
-        if !self.waiter.is_armed() {
+        if !crate::SMALL && !self.waiter.is_armed() {
             return;
         }
         // SAFETY: the node is armed only after a poll, which pinned `self`;
@@ -936,7 +942,8 @@ impl<T: Clone> futures_core::Stream for Changes<'_, T> {
 
 impl<T> Drop for Changes<'_, T> {
     fn drop(&mut self) {
-        if self.waiter.is_armed() {
+        // The small shape's step checks this itself (see `owner_step`).
+        if crate::SMALL || self.waiter.is_armed() {
             // As in `Wait::drop`: the node must be unlinked before the `Box`
             // is freed, so a reentrant drop aborts rather than unwinds.
             // SAFETY: no `offer` is passed (and the drop form calls none).

@@ -710,11 +710,13 @@ impl<T: PartialEq> ValueWatcher<T> {
     /// Offers the transition just stored to the waiters and callbacks, then
     /// releases the lock, wakes the chosen waiters and runs the callbacks.
     ///
-    /// Never inlined: its frame holds the wake batch (hundreds of bytes on
-    /// hosts), and
-    /// inlined into `set` it would make every uncontended set pay for saving
-    /// registers and reserving that frame (49 instructions instead of 33).
-    #[inline(never)]
+    /// Never inlined on hosts: its frame holds the wake batch (hundreds of
+    /// bytes), and inlined into `set` it would make every uncontended set
+    /// pay for saving registers and reserving that frame (49 instructions
+    /// instead of 33). The small shape's batch is one flag, so there the
+    /// compiler decides (inlined into `set`, the size job is 16 bytes
+    /// smaller on Thumb, and so is a firmware with callbacks).
+    #[cfg_attr(not(any(target_os = "none", value_watcher_small)), inline(never))]
     fn deliver(&self, guard: Guard<'_, State<T>>, old: &T) {
         // Drop order is the point: the guard is declared last, so on every
         // path, panics included, the lock is released before the notifier

@@ -29,7 +29,7 @@ CATEGORIES = [
     ("setter's walk (lanes, offer, predicate, capture)",
      ["notify_locked", "offer", "drain_queued", "waiters::check", "List<T>::unlink"]),
     ("register (push_waiting, waker clone)",
-     ["register_locked", "push_waiting", "push_back"]),
+     ["register_locked", "push_waiting", "List<T>::push"]),
     ("the owner's step: poll and cancel on drop (owner_step, the futures' poll and drop glue)",
      ["Future>::poll", "owner_step", "take_outcome", "take_ready", "check_current", "take_output", "is_armed",
       "cancel_locked", "unlink_waiting", "drop_in_place<value_watcher::wait", "wait::Wait<T,M> as core::ops::drop"]),
