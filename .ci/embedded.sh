@@ -16,7 +16,10 @@
 #
 # Run from anywhere; as root on a fresh machine it installs the packages.
 # VW_EMBEDDED_TARGETS="thumbv7m-none-eabi ..." limits step 2-3 and 5 to those
-# targets (for a quick local run); CI runs all five.
+# targets (for a quick local run); CI runs all five. VW_EMBEDDED_SIZES_ONLY=1
+# builds and runs only the size programs and prints the table (no contract or
+# embassy firmware, no MSRV step): for measuring an experiment such as
+# tests/firmware/without-extras.patch. CI sets neither.
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -24,6 +27,7 @@ target_root="$(realpath -m "${CARGO_TARGET_DIR:-$repo/target}")"
 fw_target="$target_root/firmware"
 all_targets="thumbv6m-none-eabi thumbv7m-none-eabi thumbv7em-none-eabihf riscv32imc-unknown-none-elf riscv32imac-unknown-none-elf"
 targets=${VW_EMBEDDED_TARGETS:-$all_targets}
+sizes_only=${VW_EMBEDDED_SIZES_ONLY:-}
 start=$(date +%s)
 
 fail() {
@@ -135,23 +139,23 @@ for target in $targets; do
     # on value-watcher, which (without `cs`) does not build where there is no
     # compare-and-swap. The baseline and embassy programs do not use it, so
     # nothing of it is linked into them.
-    build "$target" contract contract cs
+    [ -n "$sizes_only" ] || build "$target" contract contract cs
     build "$target" size_baseline size_baseline cs
     build "$target" size_vw size_vw_cs cs
     build "$target" size_embassy size_embassy cs,embassy-sync
     if has_cas "$target"; then
         build "$target" size_vw size_vw_spin
     fi
-    if [ "$target" = thumbv7m-none-eabi ]; then
+    if [ "$target" = thumbv7m-none-eabi ] && [ -z "$sizes_only" ]; then
         build "$target" embassy embassy embassy
         build "$target" contract contract_demo_failure cs,demo-failure
     fi
 
     phase "$target: run on QEMU"
-    must_pass "$target" contract
+    [ -n "$sizes_only" ] || must_pass "$target" contract
     for name in size_baseline size_vw_cs size_embassy; do must_pass "$target" "$name"; done
     if has_cas "$target"; then must_pass "$target" size_vw_spin; fi
-    if [ "$target" = thumbv7m-none-eabi ]; then
+    if [ "$target" = thumbv7m-none-eabi ] && [ -z "$sizes_only" ]; then
         must_pass "$target" embassy
         echo "(the next run must fail: a check expects what a latest-value watch would give)"
         if run "$target" contract_demo_failure; then
@@ -162,18 +166,20 @@ for target in $targets; do
 done
 
 # === 4. MSRV ===
-phase "MSRV: the library with exactly rustc 1.85"
 cd "$repo"
-msrv=$(sed -n 's/^rust-version = "\(.*\)"/\1/p' Cargo.toml)
-/usr/bin/rustc --version | grep -q "^rustc $msrv\.0 " || fail "rust-version is $msrv, but /usr/bin/rustc is $(/usr/bin/rustc --version)"
-for features in "" "--no-default-features" "--no-default-features --features critical-section"; do
-    # shellcheck disable=SC2086
-    # Without RUSTC_BOOTSTRAP: an unstable feature must fail here as on a real 1.85.
-    env -u RUSTC_BOOTSTRAP RUSTC=/usr/bin/rustc CARGO_TARGET_DIR="$target_root/msrv" \
-        nice cargo build --quiet --locked --lib $features ||
-        fail "the library does not build with rustc $msrv ($features)"
-    echo "ok: cargo build --lib ${features:-(default features)} with rustc $msrv"
-done
+if [ -z "$sizes_only" ]; then
+    phase "MSRV: the library with exactly rustc 1.85"
+    msrv=$(sed -n 's/^rust-version = "\(.*\)"/\1/p' Cargo.toml)
+    /usr/bin/rustc --version | grep -q "^rustc $msrv\.0 " || fail "rust-version is $msrv, but /usr/bin/rustc is $(/usr/bin/rustc --version)"
+    for features in "" "--no-default-features" "--no-default-features --features critical-section"; do
+        # shellcheck disable=SC2086
+        # Without RUSTC_BOOTSTRAP: an unstable feature must fail here as on a real 1.85.
+        env -u RUSTC_BOOTSTRAP RUSTC=/usr/bin/rustc CARGO_TARGET_DIR="$target_root/msrv" \
+            nice cargo build --quiet --locked --lib $features ||
+            fail "the library does not build with rustc $msrv ($features)"
+        echo "ok: cargo build --lib ${features:-(default features)} with rustc $msrv"
+    done
+fi
 
 # === 5. sizes ===
 phase "code size"
