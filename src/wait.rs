@@ -310,8 +310,8 @@ unsafe fn owner_step<T>(
 ) -> Result<bool, Payload> {
     let dropping = waker.is_none();
     // The drop form of a node that never registered needs no lock; checked
-    // here rather than in each destructor in the small shape, so that the
-    // destructors are one tail call.
+    // here rather than in each destructor in the small shape, so that each
+    // destructor is just a call (smaller code where there are several).
     if crate::SMALL && dropping && !waiter.is_armed() {
         return Ok(false);
     }
@@ -376,11 +376,16 @@ unsafe fn owner_step<T>(
 
 impl<T, M> Drop for Wait<'_, T, M> {
     fn drop(&mut self) {
+        // The small shape's step checks this itself (see `owner_step`).
         if !crate::SMALL && !self.waiter.is_armed() {
             return;
         }
         // SAFETY: the node is armed only after a poll, which pinned `self`;
         // pinned values are dropped in place, so this is the same address.
+        // An unarmed node (the small shape gets here with one too) was
+        // perhaps never pinned, but `self` is being dropped, so it does not
+        // move before this returns, and the step returns at once for it,
+        // without linking anything.
         let this = unsafe { Pin::new_unchecked(&*self) };
         // The step's drop form; a panic payload it hands back is dropped
         // here, without the lock.
