@@ -309,10 +309,10 @@ unsafe fn owner_step<T>(
     waker: Option<&Waker>,
 ) -> Result<bool, Payload> {
     let dropping = waker.is_none();
-    // The drop form of a node that never registered needs no lock; checked
-    // here rather than in each destructor in the small shape, so that each
-    // destructor is just a call (smaller code where there are several).
-    if crate::SMALL && dropping && !waiter.is_armed() {
+    // The drop form of a node that never registered needs no lock. Checked
+    // here, not in each destructor: on bare metal, where the step is one
+    // shared copy, each destructor is then just a call.
+    if dropping && !waiter.is_armed() {
         return Ok(false);
     }
     if !dropping {
@@ -376,16 +376,11 @@ unsafe fn owner_step<T>(
 
 impl<T, M> Drop for Wait<'_, T, M> {
     fn drop(&mut self) {
-        // The small shape's step checks this itself (see `owner_step`).
-        if !crate::SMALL && !self.waiter.is_armed() {
-            return;
-        }
         // SAFETY: the node is armed only after a poll, which pinned `self`;
         // pinned values are dropped in place, so this is the same address.
-        // An unarmed node (the small shape gets here with one too) was
-        // perhaps never pinned, but `self` is being dropped, so it does not
-        // move before this returns, and the step returns at once for it,
-        // without linking anything.
+        // An unarmed node was perhaps never pinned, but `self` is being
+        // dropped, so it does not move before this returns, and the step
+        // returns at once for it (without the lock or touching any list).
         let this = unsafe { Pin::new_unchecked(&*self) };
         // The step's drop form; a panic payload it hands back is dropped
         // here, without the lock.
@@ -947,13 +942,11 @@ impl<T: Clone> futures_core::Stream for Changes<'_, T> {
 
 impl<T> Drop for Changes<'_, T> {
     fn drop(&mut self) {
-        // The small shape's step checks this itself (see `owner_step`).
-        if crate::SMALL || self.waiter.is_armed() {
-            // As in `Wait::drop`: the node must be unlinked before the `Box`
-            // is freed, so a reentrant drop aborts rather than unwinds.
-            // SAFETY: no `offer` is passed (and the drop form calls none).
-            let _ = unsafe { owner_step(self.watcher, self.waiter.as_ref().raw(), None, None) };
-        }
+        // As in `Wait::drop`: the node must be unlinked before the `Box` is
+        // freed, so a reentrant drop aborts rather than unwinds; the step
+        // returns at once, without the lock, if it never registered.
+        // SAFETY: no `offer` is passed (and the drop form calls none).
+        let _ = unsafe { owner_step(self.watcher, self.waiter.as_ref().raw(), None, None) };
     }
 }
 
